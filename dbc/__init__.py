@@ -1,0 +1,1 @@
+"""CAN database files (data only); read with importlib.resources.files("twin.dbc")."""

@@ -1,0 +1,1 @@
+"""Modbus register maps (data only); read with importlib.resources.files("twin.register_maps")."""

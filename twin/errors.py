@@ -1,0 +1,40 @@
+"""The one error tree of twin.
+
+::
+
+    TwinError
+    ├── ConfigError(TwinError, ValueError)   bad config, register map or DBC: at start-up, exit 2
+    ├── SourceError(TwinError)               serial / emulator failure (wraps OSError ``from exc``)
+    │   └── StaleDataError(SourceError, TimeoutError)   no valid frame within the watchdog
+    └── ExporterError(TwinError)             an adapter failed; it retries with backoff by itself
+
+The pure core (``twin.model``, ``twin.protocol``) does not import this module: it raises plain
+``ValueError`` for broken invariants and returns problems on the wire as values (a ``Rejected``
+event, an alarm flag). The edges (``twin.config``, the adapters) turn those into this tree.
+"""
+
+from __future__ import annotations
+
+
+class TwinError(Exception):
+    """Base class of every error twin raises on purpose."""
+
+
+class ConfigError(TwinError, ValueError):
+    """A configuration file, register map or DBC file is invalid.
+
+    The message is a single line that names the field, the bad value and what is allowed; the
+    command line prints it and exits with code 2 before anything is started.
+    """
+
+
+class SourceError(TwinError):
+    """A byte source (serial port, emulator, capture file) failed."""
+
+
+class StaleDataError(SourceError, TimeoutError):
+    """No valid frame arrived within the watchdog time."""
+
+
+class ExporterError(TwinError):
+    """An exporter (Modbus, CAN, MQTT) failed; it retries with backoff by itself."""

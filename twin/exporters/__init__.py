@@ -1,0 +1,1 @@
+"""Exporters: one pure ``*_map`` module and one adapter module per protocol."""

@@ -1,0 +1,1 @@
+"""Byte sources: serial port, emulator, capture replay. Every source yields bytes."""
