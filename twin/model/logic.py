@@ -1,0 +1,290 @@
+r"""``BmsLogic``: the charge/load enable logic of one 123\SmartBMS, pure and deterministic.
+
+One ``step(inputs, now_s, local_day)`` per received frame (or per emulated message cycle):
+
+1. integrate the battery current since the previous step into SOC and the energy counters
+   (trapezoid rule; not across a gap longer than ``max_integration_gap_s``, nor across a
+   communication error: a broken chain carries no current readings);
+2. full recalibration;
+3. the relay tables, with the SOC of this cycle;
+4. the empty recalibration (gen3), which depends on the discharge relay;
+5. warnings, inverter limits, requests.
+
+The same class runs inside the emulated End board and inside the twin. It never reads a clock:
+``now_s`` is any monotonic time in seconds, ``local_day`` the local calendar day as an ordinal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from twin.model.energy import (
+    EnergyCounters,
+    Powers,
+    add_energy,
+    clear_totals,
+    measure_powers,
+    roll_over,
+    split_power,
+)
+from twin.model.inputs import BmsInputs
+from twin.model.limits import (
+    InverterLimits,
+    LimitFlag,
+    LimitSettings,
+    LimitState,
+    current_targets_a,
+    cvl_target_v,
+    early_warnings,
+    update_force_charge,
+    with_limits,
+)
+from twin.model.relays import RelayDecision, decide_relays
+from twin.model.settings import BmsSettings
+from twin.model.soc import SocState, count_charge, is_full, recalibrate_full, track_empty
+from twin.model.status import StatusFlag
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogicState:
+    """Everything ``BmsLogic`` remembers between cycles.
+
+    ``soc`` and ``energy`` are what a restart must restore; the rest rebuilds itself within a
+    few cycles.
+    """
+
+    soc: SocState = field(default_factory=SocState)
+    energy: EnergyCounters = field(default_factory=EnergyCounters)
+    charge_allowed: bool = False
+    discharge_allowed: bool = False
+    limits: LimitState = field(default_factory=LimitState)
+    last_now_s: float | None = None
+    last_inputs: BmsInputs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PackState:
+    """The logic's view of one pack after one cycle: a frozen snapshot for exporters."""
+
+    now_s: float
+    inputs: BmsInputs
+    charge: RelayDecision
+    discharge: RelayDecision
+    warnings: StatusFlag
+    """E, Vl, Vh, Tl, Th (the app's warning lights)."""
+    soc_pct: float
+    soc_calibrated: bool
+    stored_energy_wh: float
+    capacity_wh: float
+    energy: EnergyCounters
+    powers: Powers
+    limits: InverterLimits
+
+    @property
+    def charge_allowed(self) -> bool:
+        """The charge relay is ON."""
+        return self.charge.allowed
+
+    @property
+    def discharge_allowed(self) -> bool:
+        """The discharge (load) relay is ON."""
+        return self.discharge.allowed
+
+    @property
+    def status(self) -> StatusFlag:
+        """UART status byte 1 as the BMS would send it."""
+        flags = self.warnings
+        if self.charge.allowed:
+            flags |= StatusFlag.CHARGE_ALLOWED
+        if self.discharge.allowed:
+            flags |= StatusFlag.DISCHARGE_ALLOWED
+        if not self.soc_calibrated:
+            flags |= StatusFlag.SOC_NOT_CALIBRATED
+        return flags
+
+
+def bms_warnings(inputs: BmsInputs, settings: BmsSettings) -> StatusFlag:
+    """The warnings E / Vh / Vl / Th / Tl of one reading.
+
+    The comparisons are those of the relay tables' disable column (a cell >= V-max raises Vh
+    exactly when it switches the charge relay off). With a communication error only E is set:
+    the other readings are not data.
+    """
+    if inputs.comm_error:
+        return StatusFlag.E
+    flags = StatusFlag.NONE
+    if inputs.max_cell_voltage_v >= settings.vmax_v:
+        flags |= StatusFlag.VH
+    if inputs.min_cell_voltage_v <= settings.vmin_v:
+        flags |= StatusFlag.VL
+    if inputs.max_temp_c > settings.tmax_c:
+        flags |= StatusFlag.TH
+    if inputs.min_temp_c < settings.tmin_c:
+        flags |= StatusFlag.TL
+    return flags
+
+
+_WARNING_TO_ALARM = {
+    StatusFlag.E: LimitFlag.COMMUNICATION,
+    StatusFlag.VH: LimitFlag.CELL_OVER_VOLTAGE,
+    StatusFlag.VL: LimitFlag.CELL_UNDER_VOLTAGE,
+    StatusFlag.TH: LimitFlag.OVER_TEMPERATURE,
+    StatusFlag.TL: LimitFlag.UNDER_TEMPERATURE,
+}
+
+
+def alarms_from(warnings: StatusFlag) -> LimitFlag:
+    """The inverter alarm set of the BMS warnings (the BMS has acted on each of them)."""
+    alarms = LimitFlag.NONE
+    for warning, alarm in _WARNING_TO_ALARM.items():
+        if warning in warnings:
+            alarms |= alarm
+    return alarms
+
+
+def _average_current_a(previous: BmsInputs, current: BmsInputs) -> float | None:
+    a = previous.measured_battery_current_a
+    b = current.measured_battery_current_a
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (a + b) / 2.0
+
+
+class BmsLogic:
+    """The BMS logic of one pack; ``step`` advances it by one cycle.
+
+    The object holds a frozen ``LogicState`` that each call replaces, so a snapshot of
+    ``state`` can be persisted and handed to a new ``BmsLogic`` to resume.
+    """
+
+    def __init__(
+        self,
+        settings: BmsSettings,
+        limits: LimitSettings | None = None,
+        state: LogicState | None = None,
+        *,
+        max_integration_gap_s: float = 10.0,
+    ) -> None:
+        if max_integration_gap_s <= 0:
+            raise ValueError("max_integration_gap_s must be > 0")
+        self.settings = settings
+        self.limit_settings = limits if limits is not None else LimitSettings()
+        self.state = state if state is not None else LogicState()
+        self.max_integration_gap_s = max_integration_gap_s
+
+    def update_settings(self, settings: BmsSettings) -> None:
+        """Use new settings from the next cycle on (e.g. a validated Modbus write)."""
+        self.settings = settings
+
+    def clear_counters(self) -> None:
+        """The app's "clear energy counters": totals to zero (today's counters stay)."""
+        self.state = replace(self.state, energy=clear_totals(self.state.energy))
+
+    def step(self, inputs: BmsInputs, now_s: float, local_day: int) -> PackState:
+        """Advance one cycle with ``inputs`` measured at ``now_s``; returns the new snapshot."""
+        settings, limit_settings, state = self.settings, self.limit_settings, self.state
+        dt_s = 0.0 if state.last_now_s is None else max(0.0, now_s - state.last_now_s)
+
+        # 1. Coulomb counting and energy, over the interval since the previous reading.
+        soc = state.soc
+        energy = roll_over(state.energy, local_day)
+        previous = state.last_inputs
+        if (
+            previous is not None
+            and not previous.comm_error
+            and not inputs.comm_error
+            and 0.0 < dt_s <= self.max_integration_gap_s
+        ):
+            current_a = _average_current_a(previous, inputs)
+            if current_a is not None:
+                soc = replace(soc, soc_pct=count_charge(soc.soc_pct, current_a, dt_s, settings))
+            one_sensor = settings.sensor.sensor_count == 1
+            in0, out0 = split_power(previous, one_sensor)
+            in1, out1 = split_power(inputs, one_sensor)
+            hours = dt_s / 3600.0
+            energy = add_energy(energy, (in0 + in1) / 2 * hours, (out0 + out1) / 2 * hours)
+        if soc.time_since_full_s is not None:
+            soc = replace(soc, time_since_full_s=soc.time_since_full_s + dt_s)
+
+        # 2. Full recalibration.
+        if is_full(inputs, settings):
+            soc = recalibrate_full(soc)
+
+        # 3. Relays.
+        decisions = decide_relays(
+            state.charge_allowed, state.discharge_allowed, inputs, soc.soc_pct, settings
+        )
+
+        # 4. Empty recalibration (gen3).
+        soc = track_empty(soc, inputs, decisions.discharge.allowed, now_s, settings)
+
+        # 5. Warnings and limits.
+        warnings = bms_warnings(inputs, settings)
+        ccl_a, dcl_a = current_targets_a(
+            inputs,
+            decisions.charge.allowed,
+            decisions.discharge.allowed,
+            settings,
+            limit_settings,
+        )
+        limit_state, (cvl_v, ccl_pub_a, dcl_pub_a) = with_limits(
+            state.limits,
+            cvl_target_v(inputs, settings, limit_settings),
+            ccl_a,
+            dcl_a,
+            now_s,
+            dt_s,
+            limit_settings,
+        )
+        force_charge = update_force_charge(
+            state.limits.force_charge,
+            soc.soc_pct,
+            StatusFlag.VL in warnings,
+            limit_settings,
+        )
+        limit_state = replace(limit_state, force_charge=force_charge)
+        published = (ccl_pub_a, dcl_pub_a)
+        full_charge = (
+            soc.time_since_full_s is None
+            or soc.time_since_full_s >= limit_settings.full_charge_interval_days * SECONDS_PER_DAY
+        )
+        limits = InverterLimits(
+            charge_voltage_v=cvl_v,
+            charge_current_a=published[0],
+            discharge_current_a=published[1],
+            discharge_voltage_v=settings.cell_count
+            * (settings.vmin_v + limit_settings.dvl_margin_v),
+            force_charge=force_charge,
+            full_charge=full_charge,
+            alarms=alarms_from(warnings),
+            warnings=early_warnings(inputs, published, settings, limit_settings),
+        )
+
+        self.state = LogicState(
+            soc=soc,
+            energy=energy,
+            charge_allowed=decisions.charge.allowed,
+            discharge_allowed=decisions.discharge.allowed,
+            limits=limit_state,
+            # A clock that jumped back re-anchors here: one interval is lost, none is doubled.
+            last_now_s=now_s,
+            last_inputs=inputs,
+        )
+        return PackState(
+            now_s=now_s,
+            inputs=inputs,
+            charge=decisions.charge,
+            discharge=decisions.discharge,
+            warnings=warnings,
+            soc_pct=soc.soc_pct,
+            soc_calibrated=soc.calibrated,
+            stored_energy_wh=soc.soc_pct / 100.0 * settings.capacity_wh,
+            capacity_wh=settings.capacity_wh,
+            energy=energy,
+            powers=measure_powers(inputs),
+            limits=limits,
+        )

@@ -1,0 +1,91 @@
+"""State of charge: Coulomb counting and the full / empty recalibrations (bms-behaviour.md 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from twin.model.inputs import BmsInputs
+from twin.model.settings import BmsSettings, RelayMode
+
+SOC_MIN_PCT = 0.0
+SOC_MAX_PCT = 100.0
+
+
+def clamp_soc(soc_pct: float) -> float:
+    """SOC limited to 0..100 %."""
+    return min(SOC_MAX_PCT, max(SOC_MIN_PCT, soc_pct))
+
+
+@dataclass(frozen=True, slots=True)
+class SocState:
+    """What the BMS remembers about its state of charge."""
+
+    soc_pct: float = 50.0
+    calibrated: bool = False
+    """False until the first full recalibration (the app's red exclamation mark, status bit 7)."""
+    time_since_full_s: float | None = None
+    """Time counted since the last full recalibration; None if there never was one."""
+    below_vmin_since_s: float | None = None
+    """When the empty-recalibration condition began to hold (gen3), or None."""
+
+    def __post_init__(self) -> None:
+        if not SOC_MIN_PCT <= self.soc_pct <= SOC_MAX_PCT:
+            raise ValueError(f"soc_pct {self.soc_pct} is out of range (0..100)")
+
+
+def count_charge(soc_pct: float, current_a: float, dt_s: float, settings: BmsSettings) -> float:
+    """SOC after ``current_a`` (+ = charging) flowed for ``dt_s`` seconds; clamped to 0..100.
+
+    Charge going in is counted at the charge efficiency; the capacity setting in Wh is turned
+    into Ah with the nominal cell voltage.
+    """
+    charge_ah = current_a * dt_s / 3600.0
+    if charge_ah > 0:
+        charge_ah *= settings.charge_efficiency_pct / 100.0
+    return clamp_soc(soc_pct + 100.0 * charge_ah / settings.capacity_ah)
+
+
+def is_full(inputs: BmsInputs, settings: BmsSettings) -> bool:
+    """The full-recalibration condition.
+
+    Normal mode: all cell voltages >= V-balance. Critical mode: pack voltage >= V-balance x
+    number of cells (the average cell >= V-balance).
+    """
+    if inputs.comm_error:
+        return False
+    if settings.mode is RelayMode.NORMAL:
+        return inputs.min_cell_voltage_v >= settings.vbalance_v
+    return inputs.pack_voltage_v >= settings.vbalance_v * settings.cell_count
+
+
+def recalibrate_full(state: SocState) -> SocState:
+    """SOC = 100 %, calibrated, and the "time since full" clock restarted."""
+    return replace(state, soc_pct=SOC_MAX_PCT, calibrated=True, time_since_full_s=0.0)
+
+
+def track_empty(
+    state: SocState,
+    inputs: BmsInputs,
+    discharge_allowed: bool,
+    now_s: float,
+    settings: BmsSettings,
+) -> SocState:
+    """The empty recalibration (gen3).
+
+    A cell below V-min for a longer time while discharging is not allowed sets SOC = 0 %. It
+    does not clear the "not calibrated" flag: only a full recalibration does.
+    """
+    holds = (
+        settings.empty_recalibration
+        and not inputs.comm_error
+        and not discharge_allowed
+        and inputs.min_cell_voltage_v < settings.vmin_v
+    )
+    if not holds:
+        if state.below_vmin_since_s is None:
+            return state
+        return replace(state, below_vmin_since_s=None)
+    since = now_s if state.below_vmin_since_s is None else state.below_vmin_since_s
+    if now_s - since >= settings.empty_recalibration_s:
+        return replace(state, soc_pct=SOC_MIN_PCT, below_vmin_since_s=since)
+    return replace(state, below_vmin_since_s=since)
