@@ -1,0 +1,546 @@
+"""Configuration: one TOML file, validated with pydantic 2 here, turned into frozen core objects.
+
+This is the only module that parses configuration files. Every problem becomes a
+``ConfigError`` whose message is one line naming the file, the field (``pack[0].cells``), the
+bad value and what is allowed. ``example.toml`` next to this module is both the commented
+example (``twin config --example``) and the embedded default that ``twin run`` uses with no
+``--config``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from twin.errors import ConfigError
+from twin.model.limits import LimitSettings
+from twin.model.settings import (
+    CHEMISTRY_THRESHOLDS,
+    BmsSettings,
+    Chemistry,
+    CurrentSensorSettings,
+    Generation,
+    RelayMode,
+    SensorKind,
+)
+from twin.model.switches import (
+    decode_gen2_factory_switches,
+    decode_gen2_switches,
+    decode_gen3_switches,
+)
+
+EXAMPLE_RESOURCE = "example.toml"
+
+# ---------------------------------------------------------------------------------------------
+# The file schema (pydantic). Field names carry units; bounds are what the hardware allows.
+# ---------------------------------------------------------------------------------------------
+
+CellVoltage = Annotated[float, Field(ge=1.5, le=5.0)]
+Temperature = Annotated[float, Field(ge=-40.0, le=85.0)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+CurvePoints = list[tuple[float, Annotated[float, Field(ge=0.0, le=1.0)]]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CurrentSensorModel(_Model):
+    """``[pack.current_sensor]``."""
+
+    sensors: Literal[1, 2] = 2
+    loops: Literal[1, 2, 4] | None = None
+    type_a: Literal[25, 50, 100, 250, 400, 500, 1000, 2000] | None = None
+    blind_spot: bool | None = None
+
+
+class LimitsModel(_Model):
+    """``[pack.limits]``: the inverter limit algorithm (see twin.model.limits)."""
+
+    max_charge_current_a: float = Field(default=100.0, ge=0.0, le=10_000.0)
+    max_discharge_current_a: float = Field(default=100.0, ge=0.0, le=10_000.0)
+    cvl_margin_v: float = Field(default=0.05, ge=0.0, le=0.5)
+    cvl_overshoot_gain: float = Field(default=1.0, ge=0.0, le=100.0)
+    cvl_floor_cell_v: float | None = Field(default=None, ge=1.5, le=5.0)
+    dvl_margin_v: float = Field(default=0.10, ge=0.0, le=1.0)
+    charge_taper: CurvePoints | None = None
+    discharge_taper: CurvePoints | None = None
+    temperature_derating: bool = True
+    temperature_curve: CurvePoints | None = None
+    current_ramp_a_per_s: float = Field(default=5.0, gt=0.0, le=10_000.0)
+    cvl_ramp_v_per_s: float = Field(default=0.01, gt=0.0, le=100.0)
+    increase_hold_s: float = Field(default=10.0, ge=0.0, le=3600.0)
+    cvl_increase_hold_s: float = Field(default=60.0, ge=0.0, le=3600.0)
+    resume_threshold_a: float = Field(default=2.0, ge=0.0, le=1000.0)
+    deadband_a: float = Field(default=1.0, ge=0.0, le=1000.0)
+    force_charge_on_pct: Percent = 5.0
+    force_charge_off_pct: Percent = 10.0
+    full_charge_interval_days: float = Field(default=30.0, gt=0.0, le=3650.0)
+    warning_cell_margin_v: float = Field(default=0.05, ge=0.0, le=1.0)
+    warning_temp_margin_c: float = Field(default=5.0, ge=0.0, le=50.0)
+    imbalance_warning_v: float = Field(default=0.10, ge=0.0, le=3.5)
+    overcurrent_margin_pct: float = Field(default=10.0, ge=0.0, le=1000.0)
+    overcurrent_margin_a: float = Field(default=2.0, ge=0.0, le=1000.0)
+
+
+class PackModel(_Model):
+    """One ``[[pack]]``: one BMS and its settings."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    generation: Generation = Generation.GEN3
+    cells: int | None = Field(default=None, ge=2, le=255)
+    chemistry: Chemistry | None = None
+    vmin_v: CellVoltage | None = None
+    vbalance_v: CellVoltage | None = None
+    vmax_v: CellVoltage | None = None
+    vnominal_v: CellVoltage | None = None
+    switches: str | None = None
+    factory_switches: str | None = None
+    tmin_c: Temperature = 0.0
+    tmax_c: Temperature = 55.0
+    charge_restart_pct: Percent = 90.0
+    discharge_restart_pct: Percent = 10.0
+    capacity_wh: float = Field(gt=0.0, le=100_000_000.0)
+    mode: RelayMode | None = None
+    message_period_s: float | None = None
+    solar_peak_kw: float = Field(default=0.0, ge=0.0, le=100_000.0)
+    inverter_peak_kw: float = Field(default=0.0, ge=0.0, le=100_000.0)
+    pin: str = Field(default="1234", pattern=r"^[0-9]{4,8}$")
+    charge_efficiency_pct: float = Field(default=100.0, ge=50.0, le=100.0)
+    empty_recalibration_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
+    initial_soc_pct: Percent = 50.0
+    current_sensor: CurrentSensorModel = CurrentSensorModel()
+    limits: LimitsModel = LimitsModel()
+
+    @field_validator("message_period_s")
+    @classmethod
+    def _message_period(cls, value: float | None) -> float | None:
+        if value is not None and value not in (0.5, 1.0):
+            raise ValueError("the message cycle is 0.5 or 1.0 s")
+        return value
+
+    @field_validator("chemistry", mode="before")
+    @classmethod
+    def _chemistry_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            for chemistry in Chemistry:
+                if chemistry.value.lower() == value.strip().lower():
+                    return chemistry
+        return value
+
+
+class ConfigModel(_Model):
+    """The whole file."""
+
+    pack: list[PackModel] = Field(min_length=1, max_length=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The core's view: frozen dataclasses.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PackConfig:
+    """One pack, ready for the core."""
+
+    pack_id: str
+    settings: BmsSettings
+    limits: LimitSettings
+    pin: str
+    initial_soc_pct: float
+    chemistry: Chemistry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TwinConfig:
+    """The whole configuration."""
+
+    packs: tuple[PackConfig, ...]
+    source: str
+    """Where it came from: a path, or ``<embedded default>``."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading.
+# ---------------------------------------------------------------------------------------------
+
+
+def example_text() -> str:
+    """The commented example configuration (also the embedded default)."""
+    return resources.files("twin").joinpath(EXAMPLE_RESOURCE).read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> TwinConfig:
+    """Load and validate ``path``, or the embedded default when None."""
+    if path is None:
+        return parse_config(example_text(), "<embedded default>")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str) -> TwinConfig:
+    """Validate configuration ``text``; ``source`` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        model = ConfigModel.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = _describe(errors[0])
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {first}{more}") from exc
+    packs: list[PackConfig] = []
+    seen: set[str] = set()
+    for index, pack in enumerate(model.pack):
+        where = f"pack[{index}]"
+        if pack.id in seen:
+            raise ConfigError(f"{source}: {where}.id: {pack.id!r} is used by another pack")
+        seen.add(pack.id)
+        try:
+            packs.append(_pack_config(pack, where))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+    return TwinConfig(packs=tuple(packs), source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# From the file schema to the core (cross-field rules: switches, presets, generations).
+# ---------------------------------------------------------------------------------------------
+
+
+def _pack_config(pack: PackModel, where: str) -> PackConfig:
+    gen = pack.generation
+    preset = CHEMISTRY_THRESHOLDS[pack.chemistry] if pack.chemistry else None
+    cells = pack.cells
+    vbalance_v = pack.vbalance_v
+    balancing = True
+    mode = pack.mode
+    period_s = pack.message_period_s
+    sensor = pack.current_sensor
+    blind_spot = sensor.blind_spot
+    rating_a: int | None = sensor.type_a
+
+    def conflict(field: str, given: object, switch_value: object, switch_name: str) -> ConfigError:
+        return ConfigError(
+            f"{where}.{field}: {given} contradicts switches {switch_name} of "
+            f"{pack.switches!r} ({switch_value}); give one or make them agree"
+        )
+
+    if gen is Generation.GEN3:
+        if pack.factory_switches is not None:
+            raise ConfigError(
+                f"{where}.factory_switches: gen3 has no hidden factory settings (gen2 only)"
+            )
+        if sensor.type_a is not None:
+            raise ConfigError(
+                f"{where}.current_sensor.type_a: {sensor.type_a} is a gen2 sensor type; gen3 "
+                "uses the dual-range sensor (set loops = 1, 2 or 4)"
+            )
+        if sensor.blind_spot is False:
+            raise ConfigError(
+                f"{where}.current_sensor.blind_spot: false is a gen2 switch; the gen3 sensor "
+                "always has its blind spot"
+            )
+        if pack.switches is not None:
+            sw = _decode(decode_gen3_switches, pack.switches, f"{where}.switches")
+            if cells is None:
+                raise ConfigError(
+                    f"{where}.cells: missing; switches 1-3 give only the range "
+                    f"{sw.min_cells}-{sw.max_cells}"
+                )
+            if not sw.min_cells <= cells <= sw.max_cells:
+                raise ConfigError(
+                    f"{where}.cells: {cells} does not match switches 1-3 of "
+                    f"{pack.switches!r} ({sw.min_cells}-{sw.max_cells} cells)"
+                )
+            if sw.vbalance_v is None:
+                balancing = False
+            elif vbalance_v is not None and not math.isclose(vbalance_v, sw.vbalance_v):
+                raise conflict("vbalance_v", f"{vbalance_v} V", f"{sw.vbalance_v} V", "4-8")
+            else:
+                vbalance_v = sw.vbalance_v
+    else:
+        if sensor.loops is not None:
+            raise ConfigError(
+                f"{where}.current_sensor.loops: gen2 sensors have no loops setting "
+                "(set type_a instead)"
+            )
+        if pack.switches is not None:
+            sw2 = _decode(decode_gen2_switches, pack.switches, f"{where}.switches")
+            if sw2.auto_zero:
+                raise ConfigError(
+                    f"{where}.switches: switch 4 (auto zero) is ON in {pack.switches!r}; zero "
+                    "calibration is an action, not a setting: set it OFF"
+                )
+            if vbalance_v is not None and not math.isclose(vbalance_v, sw2.vbalance_v):
+                raise conflict("vbalance_v", f"{vbalance_v} V", f"{sw2.vbalance_v} V", "2/6/7")
+            vbalance_v = sw2.vbalance_v
+            if mode is not None and mode is not sw2.mode:
+                raise conflict("mode", mode.value, sw2.mode.value, "5")
+            mode = sw2.mode
+            if period_s is not None and period_s != sw2.message_period_s:
+                raise conflict("message_period_s", period_s, sw2.message_period_s, "1")
+            period_s = sw2.message_period_s
+            if blind_spot is not None and blind_spot is not sw2.blind_spot:
+                raise conflict("current_sensor.blind_spot", blind_spot, sw2.blind_spot, "3")
+            blind_spot = sw2.blind_spot
+        if pack.factory_switches is not None:
+            factory = _decode(
+                decode_gen2_factory_switches, pack.factory_switches, f"{where}.factory_switches"
+            )
+            if rating_a is not None and rating_a != factory.sensor_rating_a:
+                raise ConfigError(
+                    f"{where}.current_sensor.type_a: {rating_a} A contradicts factory switches "
+                    f"1-3 of {pack.factory_switches!r} ({factory.sensor_rating_a} A)"
+                )
+            rating_a = factory.sensor_rating_a
+            if cells is None:
+                cells = factory.cell_setting
+            elif cells > factory.cell_setting:
+                raise ConfigError(
+                    f"{where}.cells: {cells} is more than factory switches 4-7 of "
+                    f"{pack.factory_switches!r} allow ({factory.cell_setting} cells)"
+                )
+    if cells is None:
+        raise ConfigError(f"{where}.cells: missing (allowed 2..255)")
+
+    def threshold(name: str, given: float | None) -> float:
+        if given is not None:
+            return given
+        if preset is None:
+            raise ConfigError(
+                f"{where}.{name}: missing; give {name} or a chemistry "
+                f"({', '.join(c.value for c in Chemistry)})"
+            )
+        value: float = getattr(preset, name)
+        return value
+
+    vmin_v = threshold("vmin_v", pack.vmin_v)
+    vbalance_v = threshold("vbalance_v", vbalance_v)
+    vmax_v = threshold("vmax_v", pack.vmax_v)
+    vnominal_v = (
+        pack.vnominal_v if pack.vnominal_v is not None else (preset.vnominal_v if preset else 3.2)
+    )
+    try:
+        sensor_settings = CurrentSensorSettings(
+            kind=SensorKind.GEN3_DUAL_RANGE if gen is Generation.GEN3 else SensorKind.GEN2,
+            loops=sensor.loops or 1,
+            rating_a=rating_a or 100,
+            sensor_count=sensor.sensors,
+            blind_spot=True if blind_spot is None else blind_spot,
+        )
+        settings = BmsSettings(
+            generation=gen,
+            cell_count=cells,
+            vmin_v=vmin_v,
+            vbalance_v=vbalance_v,
+            vmax_v=vmax_v,
+            vnominal_v=vnominal_v,
+            balancing=balancing,
+            tmin_c=pack.tmin_c,
+            tmax_c=pack.tmax_c,
+            charge_restart_pct=pack.charge_restart_pct,
+            discharge_restart_pct=pack.discharge_restart_pct,
+            capacity_wh=pack.capacity_wh,
+            mode=mode or RelayMode.NORMAL,
+            sensor=sensor_settings,
+            solar_peak_w=pack.solar_peak_kw * 1000.0,
+            inverter_peak_w=pack.inverter_peak_kw * 1000.0,
+            message_period_s=period_s or 1.0,
+            charge_efficiency_pct=pack.charge_efficiency_pct,
+            empty_recalibration_s=pack.empty_recalibration_s,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    lm = pack.limits
+    try:
+        limits = LimitSettings(
+            max_charge_current_a=lm.max_charge_current_a,
+            max_discharge_current_a=lm.max_discharge_current_a,
+            cvl_margin_v=lm.cvl_margin_v,
+            cvl_overshoot_gain=lm.cvl_overshoot_gain,
+            cvl_floor_cell_v=lm.cvl_floor_cell_v,
+            dvl_margin_v=lm.dvl_margin_v,
+            charge_taper=_curve(lm.charge_taper),
+            discharge_taper=_curve(lm.discharge_taper),
+            temperature_derating=lm.temperature_derating,
+            temperature_curve=_curve(lm.temperature_curve),
+            current_ramp_a_per_s=lm.current_ramp_a_per_s,
+            cvl_ramp_v_per_s=lm.cvl_ramp_v_per_s,
+            increase_hold_s=lm.increase_hold_s,
+            cvl_increase_hold_s=lm.cvl_increase_hold_s,
+            resume_threshold_a=lm.resume_threshold_a,
+            deadband_a=lm.deadband_a,
+            force_charge_on_pct=lm.force_charge_on_pct,
+            force_charge_off_pct=lm.force_charge_off_pct,
+            full_charge_interval_days=lm.full_charge_interval_days,
+            warning_cell_margin_v=lm.warning_cell_margin_v,
+            warning_temp_margin_c=lm.warning_temp_margin_c,
+            imbalance_warning_v=lm.imbalance_warning_v,
+            overcurrent_margin_pct=lm.overcurrent_margin_pct,
+            overcurrent_margin_a=lm.overcurrent_margin_a,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}.limits: {exc}") from exc
+    return PackConfig(
+        pack_id=pack.id,
+        settings=settings,
+        limits=limits,
+        pin=pack.pin,
+        initial_soc_pct=pack.initial_soc_pct,
+        chemistry=pack.chemistry,
+    )
+
+
+_T = typing.TypeVar("_T")
+
+
+def _decode(decoder: typing.Callable[[str], _T], text: str, where: str) -> _T:
+    try:
+        return decoder(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _curve(points: CurvePoints | None) -> tuple[tuple[float, float], ...] | None:
+    return None if points is None else tuple((float(x), float(f)) for x, f in points)
+
+
+# ---------------------------------------------------------------------------------------------
+# One line per pydantic error: field, bad value, allowed range.
+# ---------------------------------------------------------------------------------------------
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _field_info(loc: tuple[int | str, ...]) -> Any:
+    """The pydantic FieldInfo at ``loc`` in ConfigModel, or None."""
+    model: type[BaseModel] | None = ConfigModel
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        info = model.model_fields[part]
+        model = _inner_model(info.annotation)
+    return info
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _bounds_text(lo: str | None, hi: str | None) -> str:
+    if hi is None:
+        return f"more than {lo[1:]}" if lo and lo.startswith(">") else f"at least {lo}"
+    if lo is None:
+        return f"less than {hi[1:]}" if hi.startswith("<") else f"at most {hi}"
+    return f"{lo}..{hi}"
+
+
+def _allowed(loc: tuple[int | str, ...], ctx: dict[str, Any] | None = None) -> str | None:
+    """The allowed range or values of the field at ``loc`` (or from the error's ``ctx``)."""
+    lo = hi = None
+    info = _field_info(loc)
+    constraints: list[Any] = list(info.metadata) if info is not None else []
+    for meta in constraints:
+        if isinstance(meta, annotated_types.Ge):
+            lo = _num(meta.ge)
+        elif isinstance(meta, annotated_types.Gt):
+            lo = f">{_num(meta.gt)}"
+        elif isinstance(meta, annotated_types.Le):
+            hi = _num(meta.le)
+        elif isinstance(meta, annotated_types.Lt):
+            hi = f"<{_num(meta.lt)}"
+    if lo is None and hi is None and ctx:
+        # A value nested below the field (a curve point): the error carries its own bound.
+        lo = _num(ctx["ge"]) if "ge" in ctx else (f">{_num(ctx['gt'])}" if "gt" in ctx else None)
+        hi = _num(ctx["le"]) if "le" in ctx else (f"<{_num(ctx['lt'])}" if "lt" in ctx else None)
+    if lo is not None or hi is not None:
+        return _bounds_text(lo, hi)
+    if info is None:
+        return None
+    choices = _choices(info.annotation)
+    return ", ".join(choices) if choices else None
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
+def _choices(annotation: Any) -> list[str]:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    if origin in (typing.Union, types.UnionType):
+        out: list[str] = []
+        for arg in typing.get_args(annotation):
+            out.extend(_choices(arg))
+        return out
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return [str(m.value) for m in annotation]
+    return []
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    # Drop pydantic's inner markers (tuple positions, union branches) from the location text.
+    field_loc = tuple(p for p in loc if not (isinstance(p, str) and not re.match(r"^\w+$", p)))
+    where = _location(field_loc) or "file"
+    kind = error["type"]
+    given = error.get("input")
+    allowed = _allowed(field_loc, error.get("ctx"))
+    if kind == "extra_forbidden":
+        parent = _field_info(field_loc[:-1]) if len(field_loc) > 1 else None
+        model = _inner_model(parent.annotation) if parent is not None else ConfigModel
+        names = ", ".join(model.model_fields) if model is not None else ""
+        return f"{where}: unknown field (allowed: {names})"
+    if kind == "missing":
+        return f"{where}: missing (required)"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{where}: {given!r} is out of range (allowed {allowed})"
+    if kind in ("literal_error", "enum"):
+        return f"{where}: {given!r} is not allowed (allowed: {allowed})"
+    if kind == "string_pattern_mismatch":
+        return f"{where}: {given!r} does not match {error['ctx']['pattern']}"
+    if kind == "string_type" and isinstance(given, int | float):
+        return f'{where}: {given!r} must be text in quotes ("{given}")'
+    hint = f" (allowed {allowed})" if allowed else ""
+    return f"{where}: {given!r}: {error['msg']}{hint}"
