@@ -1,0 +1,237 @@
+"""The import rules of design/architecture.md section 3, kept true by an ``ast`` walk.
+
+1. twin.model and twin.protocol import no I/O, clock, asyncio, logging or protocol library, no
+   third-party package but numpy, and no twin package outside model/protocol.
+2. twin.sources and twin.exporters import only twin.model, twin.protocol and twin.errors from
+   twin, and never each other.
+3. Each protocol library is imported by exactly one module.
+4. Only twin.app sees sources and exporters together.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CORE = ("twin.model", "twin.protocol")
+#: Standard-library modules that do I/O, read a clock or schedule: not in the pure core.
+CORE_FORBIDDEN_STDLIB = {
+    "asyncio",
+    "time",
+    "logging",
+    "socket",
+    "selectors",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "os",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "signal",
+    "io",
+    "sys",
+    "random",
+    "datetime",
+    "concurrent",
+    "urllib",
+    "http",
+    "sqlite3",
+    "tomllib",
+    "importlib",
+}
+CORE_ALLOWED_THIRD_PARTY = {"numpy"}
+#: Third-party protocol libraries and the only modules allowed to import them.
+LIBRARY_OWNERS = {
+    "pymodbus": {"twin.exporters.modbus"},
+    "can": {"twin.exporters.canbus"},
+    "cantools": {"twin.exporters.canbus", "twin.exporters.can_map"},
+    "aiomqtt": {"twin.exporters.mqtt"},
+    "paho": {"twin.exporters.mqtt"},
+    "serial": {"twin.sources.serial"},
+    "serial_asyncio_fast": {"twin.sources.serial"},
+}
+EDGE_ALLOWED_TWIN = ("twin.model", "twin.protocol", "twin.errors")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, e.g. twin.model.relays
+    target: str  # the imported module, e.g. asyncio or twin.config
+    line: int
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
+    base = module.split(".")
+    if not is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join([*base, name] if name else base)
+
+
+def imports_of(path: Path, root: Path) -> list[Import]:
+    """Every module ``path`` imports, statically or through importlib / __import__ strings."""
+    module = _module_name(path, root)
+    is_package = path.name == "__init__.py"
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [Import(module, alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            target = (
+                _resolve(module, is_package, node.level, node.module)
+                if node.level
+                else node.module or ""
+            )
+            found.append(Import(module, target, node.lineno))
+            # "from twin import config" imports the module twin.config.
+            found += [
+                Import(module, f"{target}.{alias.name}", node.lineno)
+                for alias in node.names
+                if target == "twin"
+            ]
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            arg = node.args[0]
+            if name in ("import_module", "__import__") and isinstance(arg, ast.Constant):
+                found.append(Import(module, str(arg.value), node.lineno))
+    return found
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def check_imports(root: Path) -> list[str]:
+    """All violations of the import rules in the ``twin`` package below ``root``."""
+    violations: list[str] = []
+    stdlib = sys.stdlib_module_names
+    sees_sources: set[str] = set()
+    sees_exporters: set[str] = set()
+    for path in sorted((root / "twin").rglob("*.py")):
+        for imp in imports_of(path, root):
+            top = imp.target.split(".")[0]
+            where = f"{imp.module} (line {imp.line}) imports {imp.target}"
+            if _within(imp.target, "twin.sources") and not _within(imp.module, "twin.sources"):
+                sees_sources.add(imp.module)
+            if _within(imp.target, "twin.exporters") and not _within(imp.module, "twin.exporters"):
+                sees_exporters.add(imp.module)
+            if any(_within(imp.module, core) for core in CORE):
+                if top == "twin":
+                    if not any(_within(imp.target, core) for core in CORE) and imp.target != "twin":
+                        violations.append(f"rule 1: {where}: the core imports only model/protocol")
+                elif top in CORE_FORBIDDEN_STDLIB:
+                    violations.append(f"rule 1: {where}: no I/O, clock or asyncio in the core")
+                elif (
+                    top not in stdlib
+                    and top not in CORE_ALLOWED_THIRD_PARTY
+                    and top != "__future__"
+                ):
+                    violations.append(f"rule 1: {where}: third-party package in the core")
+            for edge, other in (
+                ("twin.sources", "twin.exporters"),
+                ("twin.exporters", "twin.sources"),
+            ):
+                if _within(imp.module, edge) and top == "twin":
+                    if _within(imp.target, other):
+                        violations.append(f"rule 2: {where}: sources and exporters never meet")
+                    elif (
+                        not _within(imp.target, edge)
+                        and not any(_within(imp.target, allowed) for allowed in EDGE_ALLOWED_TWIN)
+                        and imp.target != "twin"
+                    ):
+                        violations.append(f"rule 2: {where}: only model, protocol and errors")
+            owners = LIBRARY_OWNERS.get(top)
+            if owners is not None and imp.module not in owners:
+                violations.append(
+                    f"rule 3: {where}: only {', '.join(sorted(owners))} may import {top}"
+                )
+    for module in sorted(sees_sources & sees_exporters):
+        if module != "twin.app":
+            violations.append(f"rule 4: {module} imports sources and exporters: only twin.app may")
+    return violations
+
+
+def test_the_twin_package_keeps_the_import_rules() -> None:
+    assert check_imports(ROOT) == []
+
+
+# ---- the checker itself can fail ------------------------------------------------------------
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in {"twin/__init__.py": "", **files}.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for parent in path.relative_to(tmp_path).parents:
+            init = tmp_path / parent / "__init__.py"
+            if parent != Path(".") and not init.exists():
+                init.write_text("")
+        path.write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"twin/model/bad.py": "import asyncio\n"},
+            "rule 1: twin.model.bad (line 1) imports asyncio",
+        ),
+        ({"twin/model/bad.py": "from time import monotonic\n"}, "imports time"),
+        ({"twin/protocol/bad.py": "import logging\n"}, "imports logging"),
+        ({"twin/model/bad.py": "import pydantic\n"}, "imports pydantic"),
+        ({"twin/model/bad.py": "from twin.config import load_config\n"}, "imports twin.config"),
+        ({"twin/model/bad.py": "from ..errors import ConfigError\n"}, "imports twin.errors"),
+        ({"twin/model/bad.py": "from twin import app\n"}, "imports twin.app"),
+        (
+            {"twin/model/bad.py": "import importlib\nimportlib.import_module('asyncio')\n"},
+            "imports asyncio",
+        ),
+        (
+            {"twin/sources/bad.py": "from twin.exporters import modbus\n"},
+            "rule 2: twin.sources.bad (line 1) imports twin.exporters",
+        ),
+        ({"twin/exporters/bad.py": "import twin.config\n"}, "rule 2"),
+        ({"twin/exporters/canbus2.py": "import can\n"}, "rule 3: twin.exporters.canbus2"),
+        ({"twin/cli.py": "import pymodbus\n"}, "only twin.exporters.modbus may import pymodbus"),
+        (
+            {"twin/runner.py": "import twin.sources.serial\nimport twin.exporters.modbus\n"},
+            "rule 4: twin.runner",
+        ),
+    ],
+)
+def test_the_checker_reports_violations(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
+    violations = check_imports(_tree(tmp_path, files))
+    assert any(expected in v for v in violations), violations
+
+
+def test_the_checker_accepts_the_allowed_shapes(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "twin/model/ok.py": "import math\nimport numpy\nfrom twin.protocol import x\n",
+            "twin/protocol/ok.py": "from __future__ import annotations\nfrom ..model import y\n",
+            "twin/exporters/modbus.py": "import pymodbus\nfrom twin.errors import E\n",
+            "twin/sources/serial.py": "import serial_asyncio_fast\nfrom twin.model import m\n",
+            "twin/app.py": "import twin.sources.serial\nimport twin.exporters.modbus\n",
+        },
+    )
+    assert check_imports(root) == []

@@ -1,0 +1,141 @@
+"""Configuration: the schema, cross-field rules and one-line error messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from twin.config import example_text, load_config, parse_config
+from twin.errors import ConfigError
+from twin.model.settings import Chemistry, Generation, RelayMode, SensorKind
+
+BASE = """
+[[pack]]
+id = "p1"
+cells = 16
+chemistry = "LiFePO4"
+capacity_wh = 5000
+"""
+
+
+def cfg(extra: str = "", base: str = BASE) -> str:
+    return base + extra
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "t.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("t.toml: ")
+    return message
+
+
+def test_the_example_is_valid_and_is_the_embedded_default() -> None:
+    config = parse_config(example_text(), "example")
+    default = load_config(None)
+    assert default.source == "<embedded default>"
+    (pack,) = default.packs
+    assert pack == config.packs[0]
+    s = pack.settings
+    assert (s.cell_count, s.generation, s.mode) == (16, Generation.GEN3, RelayMode.NORMAL)
+    assert (s.vmin_v, s.vbalance_v, s.vmax_v) == (2.90, 3.40, 3.70)
+    assert pack.chemistry is Chemistry.LIFEPO4
+
+
+@pytest.mark.parametrize(
+    ("chemistry", "expected"),
+    [
+        ("LiFePO4", (2.90, 3.40, 3.70)),
+        ("lto", (2.15, 2.60, 2.70)),
+        ("NMC", (3.43, 4.00, 4.10)),
+        ("li-ion", (3.43, 4.10, 4.15)),
+    ],
+)
+def test_chemistry_presets(chemistry: str, expected: tuple[float, float, float]) -> None:
+    text = BASE.replace('"LiFePO4"', f'"{chemistry}"')
+    s = parse_config(text, "t").packs[0].settings
+    assert (s.vmin_v, s.vbalance_v, s.vmax_v) == expected
+
+
+def test_explicit_values_override_the_preset() -> None:
+    s = parse_config(cfg("vmax_v = 3.65\nvbalance_v = 3.5\n"), "t").packs[0].settings
+    assert (s.vmin_v, s.vbalance_v, s.vmax_v) == (2.90, 3.5, 3.65)
+
+
+def test_gen3_switches_set_vbalance_and_check_the_cell_range() -> None:
+    s = parse_config(cfg('switches = "010 10010"\n'), "t").packs[0].settings
+    assert s.vbalance_v == pytest.approx(3.6) and s.balancing
+    s = parse_config(cfg('switches = "010 00000"\n'), "t").packs[0].settings
+    assert not s.balancing and s.vbalance_v == 3.40  # the full level from the preset
+    assert "cells: 16 does not match switches 1-3" in error_of(cfg('switches = "011 10000"\n'))
+
+
+def test_gen2_switches_and_hidden_settings() -> None:
+    text = """
+[[pack]]
+id = "old"
+generation = "gen2"
+chemistry = "LiFePO4"
+capacity_wh = 2000
+switches = "1010101"
+factory_switches = "0100011"
+"""
+    pack = parse_config(text, "t").packs[0]
+    s = pack.settings
+    assert s.message_period_s == 0.5
+    assert s.vbalance_v == pytest.approx(3.5)
+    assert s.mode is RelayMode.CRITICAL
+    assert s.sensor.kind is SensorKind.GEN2 and s.sensor.rating_a == 100
+    assert s.sensor.blind_spot and s.cell_count == 16
+    message = error_of(text.replace('switches = "1010101"', 'switches = "1011101"'))
+    assert "switch 4 (auto zero) is ON" in message
+    message = error_of(text + "cells = 20\n")
+    assert "pack[0].cells: 20 is more than factory switches 4-7" in message
+    message = error_of(text + 'mode = "normal"\n')
+    assert "pack[0].mode: normal contradicts switches 5" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("tmax_c = 95\n", "pack[0].tmax_c: 95 is out of range (allowed -40..85)"),
+        (
+            'generation = "gen4"\n',
+            "pack[0].generation: 'gen4' is not allowed (allowed: gen3, gen2)",
+        ),
+        ("mood = 1\n", "pack[0].mood: unknown field (allowed: id, generation, cells"),
+        ("pin = 1234\n", 'pack[0].pin: 1234 must be text in quotes ("1234")'),
+        ("vbalance_v = 3.45\n", "vbalance_v 3.45 V cannot be set on gen3 option switches"),
+        ("vmin_v = 3.5\n", "thresholds must satisfy vmin_v < vbalance_v < vmax_v"),
+        ("[pack.current_sensor]\nloops = 3\n", "pack[0].current_sensor.loops: 3 is not allowed"),
+        ("[pack.current_sensor]\ntype_a = 100\n", "pack[0].current_sensor.type_a: 100 is a gen2"),
+        ("[pack.limits]\ncvl_margin_v = 5\n", "pack[0].limits.cvl_margin_v: 5 is out of range"),
+        (
+            "[pack.limits]\ncharge_taper = [[3.5, 1.0], [3.4, 0.0]]\n",
+            "pack[0].limits: charge_taper points must be in ascending order",
+        ),
+    ],
+)
+def test_bad_fields_give_one_line_naming_them(extra: str, expected: str) -> None:
+    assert expected in error_of(cfg(extra))
+
+
+def test_cells_above_255_names_the_range() -> None:
+    assert error_of(BASE.replace("cells = 16", "cells = 300")) == (
+        "t.toml: pack[0].cells: 300 is out of range (allowed 2..255)"
+    )
+
+
+def test_missing_thresholds_without_chemistry() -> None:
+    text = BASE.replace('chemistry = "LiFePO4"\n', "")
+    assert "pack[0].vmin_v: missing; give vmin_v or a chemistry" in error_of(text)
+
+
+def test_duplicate_pack_ids() -> None:
+    assert "pack[1].id: 'p1' is used by another pack" in error_of(BASE + BASE)
+
+
+def test_not_toml_and_unreadable_files(tmp_path: object) -> None:
+    assert "invalid TOML" in error_of("[[pack]")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config("/nonexistent/twin.toml")
