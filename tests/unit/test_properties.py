@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.factories import lfp_settings
+from tests.factories import lfp_settings, reading
 from twin.model.inputs import BmsInputs
 from twin.model.logic import BmsLogic, LogicState
 from twin.model.settings import RelayMode
@@ -20,22 +20,15 @@ current = st.one_of(st.none(), st.floats(-8191.875, 8191.875, allow_nan=False))
 def readings(draw: st.DrawFn, comm_error: bool | None = None) -> BmsInputs:
     lo, hi = sorted((draw(cell_v), draw(cell_v)))
     tlo, thi = sorted((draw(temp_c), draw(temp_c)))
-    i1, i2 = draw(current), draw(current)
-    battery = None if i1 is None and i2 is None else (i1 or 0.0) - (i2 or 0.0)
-    return BmsInputs(
-        pack_voltage_v=draw(st.floats(0.0, 83_886.0)),
-        current1_a=i1,
-        current2_a=i2,
-        battery_current_a=battery,
-        min_cell_voltage_v=lo,
-        min_cell_index=1,
-        max_cell_voltage_v=hi,
-        max_cell_index=2,
-        min_temp_c=tlo,
-        min_temp_index=1,
-        max_temp_c=thi,
-        max_temp_index=2,
-        cell_count=16,
+    return reading(
+        vmin=lo,
+        vmax=hi,
+        tmin=tlo,
+        tmax=thi,
+        current_a=None,
+        current1_a=draw(current),
+        current2_a=draw(current),
+        pack_v=draw(st.floats(0.0, 83_886.0)),
         comm_error=draw(st.booleans()) if comm_error is None else comm_error,
     )
 

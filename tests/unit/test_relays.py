@@ -259,3 +259,19 @@ def test_critical_mode_hysteresis_ignores_soc() -> None:
     assert not s.discharge_allowed
     s = run.hold(2, current_a=0.0, vmin=2.95, vmax=3.00)  # above V-min: on at once
     assert s.discharge_allowed
+
+
+@pytest.mark.parametrize(
+    ("soc_pct", "charge_on", "discharge_on"),
+    [
+        (10.0, True, True),  # SOC >= discharge restart: the load relay may switch on at 10 %
+        (9.999, True, False),
+        (89.999, True, True),  # SOC < charge restart: charging may switch on below 90 %
+        (90.0, False, True),
+    ],
+)
+def test_restart_boundaries_are_the_manuals_comparisons(
+    soc_pct: float, charge_on: bool, discharge_on: bool
+) -> None:
+    d = decide_relays(False, False, reading(), soc_pct, lfp_settings())
+    assert (d.charge.allowed, d.discharge.allowed) == (charge_on, discharge_on)
