@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.factories import lfp_settings, reading
-from twin.model.logic import BmsLogic, PackState
+from twin.model.logic import BmsLogic, LogicState, PackState
 from twin.model.relays import Condition, decide_relays
 from twin.model.settings import RelayMode
+from twin.model.soc import SocState
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,6 @@ class Run:
     """Drive a BmsLogic through time with a fixed reading per phase."""
 
     def __init__(self, mode: RelayMode, soc_pct: float = 50.0) -> None:
-        from twin.model.logic import LogicState
-        from twin.model.soc import SocState
-
         self.logic = BmsLogic(lfp_settings(mode=mode), state=LogicState(soc=SocState(soc_pct)))
         self.t = 0.0
         self.state = self.logic.step(reading(), self.t, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from twin.model.checks import require_non_negative
 from twin.model.inputs import BmsInputs
 
 
@@ -26,14 +27,13 @@ class EnergyCounters:
     """The local day (an ordinal, e.g. ``date.toordinal()``) the "today" counters belong to."""
 
     def __post_init__(self) -> None:
-        for name in (
+        require_non_negative(
+            self,
             "harvested_today_wh",
             "consumed_today_wh",
             "harvested_total_wh",
             "consumed_total_wh",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+        )
 
 
 @dataclass(frozen=True, slots=True)

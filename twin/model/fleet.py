@@ -68,7 +68,10 @@ def _extreme(
     pick: Callable[[PackState], tuple[float, int]],
     lowest: bool,
 ) -> CellRef:
-    refs = [CellRef(pid, pick(p)[1], pick(p)[0]) for pid, p in packs.items()]
+    refs = []
+    for pack_id, state in packs.items():
+        value, index = pick(state)
+        refs.append(CellRef(pack_id, index, value))
     return min(refs, key=lambda r: r.value) if lowest else max(refs, key=lambda r: r.value)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from enum import IntFlag
 from itertools import pairwise
 
+from twin.model.checks import require_non_negative
 from twin.model.inputs import BmsInputs
 from twin.model.settings import BmsSettings
 
@@ -88,7 +89,8 @@ class LimitSettings:
     overcurrent_margin_a: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in (
+        require_non_negative(
+            self,
             "max_charge_current_a",
             "max_discharge_current_a",
             "cvl_margin_v",
@@ -105,9 +107,7 @@ class LimitSettings:
             "imbalance_warning_v",
             "overcurrent_margin_pct",
             "overcurrent_margin_a",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+        )
         if self.current_ramp_a_per_s == 0 or self.cvl_ramp_v_per_s == 0:
             raise ValueError("ramp rates must be > 0 (a limit that cannot rise never recovers)")
         if self.cvl_floor_cell_v is not None and self.cvl_floor_cell_v <= 0:
