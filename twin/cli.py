@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
-from twin import __version__
+from twin import __version__, tools
 from twin.config import TwinConfig, example_text, load_config
-from twin.errors import ConfigError
+from twin.errors import ConfigError, SourceError
+from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -29,6 +31,38 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
 
+    decode = commands.add_parser(
+        "decode", help="print the frames of a capture file or raw dump of the UART"
+    )
+    decode.add_argument("file", metavar="FILE", help="a `twin capture` file or a raw byte dump")
+    decode.add_argument(
+        "--format", choices=("table", "jsonl"), default="table", help="output (default: table)"
+    )
+    decode.add_argument(
+        "--rejected", action="store_true", help="also list the rejected bytes on stderr"
+    )
+    _frame_format_options(decode)
+
+    capture = commands.add_parser(
+        "capture", help="record the UART bytes of a serial port, with times, to a file"
+    )
+    capture.add_argument(
+        "--port",
+        required=True,
+        metavar="P",
+        help='device path, pyserial URL, or "auto" (the SmartBMSToUSB cable)',
+    )
+    capture.add_argument("--out", required=True, metavar="FILE", help="capture file to write")
+    capture.add_argument("--baudrate", type=int, default=9600, help="default: 9600")
+    capture.add_argument("--usb-serial", metavar="S", help="with --port auto: the cable's serial")
+    capture.add_argument(
+        "--duration", type=_positive_float, metavar="S", help="stop after S seconds"
+    )
+    capture.add_argument(
+        "--frames", type=_positive_int, metavar="N", help="stop after N decoded frames"
+    )
+    _frame_format_options(capture)
+
     config = commands.add_parser("config", help="configuration helpers")
     config.add_argument(
         "--example", action="store_true", help="print a commented example configuration"
@@ -36,14 +70,53 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _frame_format_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temperature-scale",
+        choices=[s.value for s in TemperatureScale],
+        default=TemperatureScale.APP.value,
+        help="app: 0.857 x raw - 232 (default, 123electric's software); "
+        "offset276: raw - 276 (the protocol PDF)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=[layout.value for layout in FirmwareLayout],
+        default=FirmwareLayout.KEY_VALUE.value,
+        help="bytes 47/48: key-value (firmware >= 3.3.6, default) or legacy-clock (hh:mm)",
+    )
+
+
+def _frame_format(args: argparse.Namespace) -> FrameFormat:
+    return FrameFormat(TemperatureScale(args.temperature_scale), FirmwareLayout(args.layout))
+
+
 def _summary(config: TwinConfig) -> str:
     packs = []
     for pack in config.packs:
         s = pack.settings
         what = pack.chemistry.value if pack.chemistry else "custom"
+        source = pack.source
+        where = {"serial": f" {source.port}", "replay": f" {source.file}"}.get(
+            source.kind.value, ""
+        )
         packs.append(
             f"{pack.pack_id} ({s.generation.value}, {s.cell_count} cells {what}, "
-            f"{s.vmin_v:.2f}/{s.vbalance_v:.2f}/{s.vmax_v:.2f} V, {s.mode.value} mode)"
+            f"{s.vmin_v:.2f}/{s.vbalance_v:.2f}/{s.vmax_v:.2f} V, {s.mode.value} mode, "
+            f"source {source.kind.value}{where})"
         )
     n = len(config.packs)
     return f"{config.source}: OK, {n} pack{'s' if n != 1 else ''}: " + "; ".join(packs)
@@ -56,6 +129,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(_summary(load_config(args.file)))
             return EXIT_OK
+        if args.command == "decode":
+            return tools.decode(
+                args.file,
+                _frame_format(args),
+                jsonl=args.format == "jsonl",
+                show_rejected=args.rejected,
+            )
+        if args.command == "capture":
+            try:
+                return asyncio.run(
+                    tools.capture(
+                        args.port,
+                        args.out,
+                        fmt=_frame_format(args),
+                        baudrate=args.baudrate,
+                        usb_serial=args.usb_serial,
+                        duration_s=args.duration,
+                        frames=args.frames,
+                    )
+                )
+            except KeyboardInterrupt:
+                return EXIT_OK  # Ctrl-C is how a capture normally ends; the file is complete
+            except SourceError as exc:
+                print(f"twin capture: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
         if args.command == "config":
             if not args.example:
                 _parser().parse_args(["config", "--help"])

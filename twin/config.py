@@ -14,7 +14,7 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -39,6 +39,8 @@ from twin.model.switches import (
     decode_gen2_switches,
     decode_gen3_switches,
 )
+from twin.protocol.assembly import AssemblySettings
+from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 EXAMPLE_RESOURCE = "example.toml"
 
@@ -94,6 +96,22 @@ class LimitsModel(_Model):
     overcurrent_margin_a: float = Field(default=2.0, ge=0.0, le=1000.0)
 
 
+class SourceModel(_Model):
+    """``[pack.source]``: where the pack's UART bytes come from, and how to read them."""
+
+    kind: Literal["emulator", "serial", "replay"] = "emulator"
+    port: str | None = Field(default=None, min_length=1)
+    usb_serial: str | None = Field(default=None, min_length=1)
+    baudrate: int | None = Field(default=None, ge=300, le=115_200)
+    file: str | None = Field(default=None, min_length=1)
+    speed: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
+    repeat: bool | None = None
+    temperature_scale: TemperatureScale = TemperatureScale.APP
+    layout: FirmwareLayout = FirmwareLayout.KEY_VALUE
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+    cell_stale_factor: float = Field(default=3.0, ge=1.0, le=100.0)
+
+
 class PackModel(_Model):
     """One ``[[pack]]``: one BMS and its settings."""
 
@@ -122,6 +140,7 @@ class PackModel(_Model):
     initial_soc_pct: Percent = 50.0
     current_sensor: CurrentSensorModel = CurrentSensorModel()
     limits: LimitsModel = LimitsModel()
+    source: SourceModel = SourceModel()
 
     @field_validator("message_period_s")
     @classmethod
@@ -151,6 +170,32 @@ class ConfigModel(_Model):
 # ---------------------------------------------------------------------------------------------
 
 
+class SourceKind(Enum):
+    """Where a pack's UART bytes come from."""
+
+    EMULATOR = "emulator"
+    SERIAL = "serial"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """A pack's byte source and the decoding of its frames."""
+
+    kind: SourceKind = SourceKind.EMULATOR
+    port: str = "auto"
+    """serial: a device path, a pyserial URL, or ``auto`` (the SmartBMSToUSB cable)."""
+    usb_serial: str | None = None
+    baudrate: int = 9600
+    file: Path | None = None
+    """replay: a capture file or raw dump (relative paths are relative to the config file)."""
+    speed: float | None = 1.0
+    """replay: 1 = the recorded pace, N = N x faster, None = as fast as possible."""
+    repeat: bool = False
+    frame_format: FrameFormat = field(default_factory=FrameFormat)
+    assembly: AssemblySettings = field(default_factory=AssemblySettings)
+
+
 @dataclass(frozen=True, slots=True)
 class PackConfig:
     """One pack, ready for the core."""
@@ -161,6 +206,7 @@ class PackConfig:
     pin: str
     initial_soc_pct: float
     chemistry: Chemistry | None = None
+    source: SourceConfig = SourceConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +231,7 @@ def example_text() -> str:
 def load_config(path: str | Path | None = None) -> TwinConfig:
     """Load and validate ``path``, or the embedded default when None."""
     if path is None:
-        return parse_config(example_text(), "<embedded default>")
+        return parse_config(example_text(), "<embedded default>", Path.cwd())
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -193,11 +239,15 @@ def load_config(path: str | Path | None = None) -> TwinConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), path.parent)
 
 
-def parse_config(text: str, source: str) -> TwinConfig:
-    """Validate configuration ``text``; ``source`` names it in error messages."""
+def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinConfig:
+    """Validate configuration ``text``; ``source`` names it in error messages.
+
+    Relative file names in it (a replay file) are relative to ``base_dir`` (default: the
+    current directory).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -217,7 +267,7 @@ def parse_config(text: str, source: str) -> TwinConfig:
             raise ConfigError(f"{source}: {where}.id: {pack.id!r} is used by another pack")
         seen.add(pack.id)
         try:
-            packs.append(_pack_config(pack, where))
+            packs.append(_pack_config(pack, where, base_dir or Path.cwd()))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
     return TwinConfig(packs=tuple(packs), source=source)
@@ -228,7 +278,7 @@ def parse_config(text: str, source: str) -> TwinConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pack_config(pack: PackModel, where: str) -> PackConfig:
+def _pack_config(pack: PackModel, where: str, base_dir: Path) -> PackConfig:
     gen = pack.generation
     preset = CHEMISTRY_THRESHOLDS[pack.chemistry] if pack.chemistry else None
     cells = pack.cells
@@ -409,6 +459,56 @@ def _pack_config(pack: PackModel, where: str) -> PackConfig:
         pin=pack.pin,
         initial_soc_pct=pack.initial_soc_pct,
         chemistry=pack.chemistry,
+        source=_source_config(pack.source, settings, f"{where}.source", base_dir),
+    )
+
+
+#: The fields of [pack.source] that only some kinds use.
+_SOURCE_FIELDS_OF_KIND = {
+    "port": SourceKind.SERIAL,
+    "usb_serial": SourceKind.SERIAL,
+    "baudrate": SourceKind.SERIAL,
+    "file": SourceKind.REPLAY,
+    "speed": SourceKind.REPLAY,
+    "repeat": SourceKind.REPLAY,
+}
+
+
+def _source_config(
+    source: SourceModel, settings: BmsSettings, where: str, base_dir: Path
+) -> SourceConfig:
+    kind = SourceKind(source.kind)
+    for name, owner in _SOURCE_FIELDS_OF_KIND.items():
+        if getattr(source, name) is not None and kind is not owner:
+            raise ConfigError(
+                f"{where}.{name}: only for kind = {owner.value!r} (this source is {kind.value!r})"
+            )
+    if source.usb_serial is not None and (source.port or "auto") != "auto":
+        raise ConfigError(f"{where}.usb_serial: only with port = 'auto' (port is {source.port!r})")
+    file = None
+    if kind is SourceKind.REPLAY:
+        if source.file is None:
+            raise ConfigError(f"{where}.file: missing; a replay needs a capture file or raw dump")
+        file = Path(source.file).expanduser()
+        if not file.is_absolute():
+            file = base_dir / file
+        if not file.is_file():
+            raise ConfigError(f"{where}.file: {source.file!r}: no such file ({file})")
+    return SourceConfig(
+        kind=kind,
+        port=source.port or "auto",
+        usb_serial=source.usb_serial,
+        baudrate=source.baudrate or 9600,
+        file=file,
+        speed=None if source.speed == 0 else (source.speed or 1.0),
+        repeat=bool(source.repeat),
+        frame_format=FrameFormat(source.temperature_scale, source.layout),
+        assembly=AssemblySettings(
+            frame_period_s=settings.message_period_s,
+            cell_stale_factor=source.cell_stale_factor,
+            stale_after_s=source.stale_after_s,
+            layout=source.layout,
+        ),
     )
 
 

@@ -18,7 +18,7 @@ def twin(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     result = twin("--help")
     assert result.returncode == 0
-    for command in ("run", "check-config", "config"):
+    for command in ("run", "check-config", "config", "decode", "capture"):
         assert command in result.stdout
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from twin.config import example_text, load_config, parse_config
+from twin.config import SourceKind, example_text, load_config, parse_config
 from twin.errors import ConfigError
 from twin.model.settings import Chemistry, Generation, RelayMode, SensorKind
+from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 BASE = """
 [[pack]]
@@ -139,3 +142,66 @@ def test_not_toml_and_unreadable_files(tmp_path: object) -> None:
     assert "invalid TOML" in error_of("[[pack]")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/twin.toml")
+
+
+# ---- [pack.source] ---------------------------------------------------------------------------
+
+
+def test_the_default_source_is_the_emulator() -> None:
+    (pack,) = parse_config(cfg(), "t.toml").packs
+    assert pack.source.kind is SourceKind.EMULATOR
+    assert pack.source.frame_format == FrameFormat()
+    assert pack.source.assembly.stale_after_s == 10.0
+
+
+def test_a_serial_source_and_its_decoding_choices() -> None:
+    text = cfg(
+        """
+message_period_s = 0.5
+[pack.source]
+kind = "serial"
+usb_serial = "A10KX3ZB"
+temperature_scale = "offset276"
+layout = "legacy-clock"
+stale_after_s = 20
+cell_stale_factor = 4
+"""
+    )
+    source = parse_config(text, "t.toml").packs[0].source
+    assert (source.kind, source.port, source.usb_serial) == (SourceKind.SERIAL, "auto", "A10KX3ZB")
+    assert source.baudrate == 9600
+    assert source.frame_format == FrameFormat(
+        TemperatureScale.OFFSET_276, FirmwareLayout.LEGACY_CLOCK
+    )
+    assembly = source.assembly
+    assert (assembly.frame_period_s, assembly.stale_after_s) == (0.5, 20.0)
+    assert (assembly.cell_stale_factor, assembly.layout) == (4.0, FirmwareLayout.LEGACY_CLOCK)
+
+
+def test_a_replay_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "bms.cap").write_text("# twin-capture 1\n")
+    path = tmp_path / "twin.toml"
+    path.write_text(cfg('[pack.source]\nkind = "replay"\nfile = "bms.cap"\nspeed = 0\n'))
+    source = load_config(path).packs[0].source
+    assert source.file == tmp_path / "bms.cap"
+    assert source.speed is None  # 0 = as fast as possible
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ('kind = "serial"\nfile = "x.cap"', "pack[0].source.file: only for kind = 'replay'"),
+        ('port = "/dev/ttyUSB0"', "pack[0].source.port: only for kind = 'serial'"),
+        (
+            'kind = "serial"\nport = "/dev/ttyUSB0"\nusb_serial = "A1"',
+            "pack[0].source.usb_serial: only with port = 'auto'",
+        ),
+        ('kind = "replay"', "pack[0].source.file: missing"),
+        ('kind = "replay"\nfile = "nope.cap"', "pack[0].source.file: 'nope.cap': no such file"),
+        ('kind = "usb"', "pack[0].source.kind: 'usb' is not allowed"),
+        ('temperature_scale = "kelvin"', "pack[0].source.temperature_scale: 'kelvin'"),
+        ("stale_after_s = 0", "pack[0].source.stale_after_s: 0 is out of range"),
+    ],
+)
+def test_bad_source_fields(section: str, expected: str) -> None:
+    assert expected in error_of(cfg("[pack.source]\n" + section + "\n"))

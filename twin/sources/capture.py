@@ -1,6 +1,6 @@
 """Capture files: record UART bytes with their times, and replay them (or a plain raw dump).
 
-The capture format (``twin capture`` writes it, docs/capture-format.md describes it) is text,
+The capture format (``twin capture`` writes it, docs/uart.md describes it) is text,
 one read per line, so that a capture survives being cut short and can be read with ``less``::
 
     # twin-capture 1
