@@ -282,6 +282,9 @@ class Pack:
         self._heat_steps = 0
         self._heat_time_s = 0.0
         self._dt_s = 0.0
+        # Never written in place: shared by every step with balancing off.
+        self._zeros = np.zeros(n)
+        self._no_balancing = np.zeros(n, dtype=bool)
         self._refresh()
 
     THERMAL_INTERVAL_S = 10.0
@@ -409,9 +412,6 @@ class Pack:
     def _refresh(self) -> None:
         """Recompute what depends on temperature, capacity and the fixed currents."""
         spec = self.spec
-        n = spec.cell_count
-        self._zeros = np.zeros(n)
-        self._no_balancing = np.zeros(n, dtype=bool)
         self._temp_factor = np.exp(
             spec.activation_energy_j_per_mol
             / GAS_CONSTANT_J_PER_MOL_K

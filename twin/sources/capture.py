@@ -197,10 +197,7 @@ class ReplaySource:
 
     def _paced_pieces(self) -> Iterator[Chunk]:
         """Capture chunks as recorded; a raw dump in frame-sized pieces at the frame period."""
-        if self.reader.is_capture:
-            yield from self.reader
-            return
-        if self.speed is None:
+        if self.reader.is_capture or self.speed is None:
             yield from self.reader
             return
         # The time given here only paces the replay; the chunk handed on carries None.
