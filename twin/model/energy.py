@@ -27,6 +27,16 @@ class EnergyCounters:
     """The local day (an ordinal, e.g. ``date.toordinal()``) the "today" counters belong to."""
 
     def __post_init__(self) -> None:
+        if (
+            min(
+                self.harvested_today_wh,
+                self.consumed_today_wh,
+                self.harvested_total_wh,
+                self.consumed_total_wh,
+            )
+            >= 0
+        ):
+            return  # the common case, checked cheaply: counters are built every cycle
         require_non_negative(
             self,
             "harvested_today_wh",
@@ -82,12 +92,13 @@ def roll_over(counters: EnergyCounters, local_day: int) -> EnergyCounters:
 
 def add_energy(counters: EnergyCounters, in_wh: float, out_wh: float) -> EnergyCounters:
     """Counters with ``in_wh`` harvested and ``out_wh`` consumed added."""
-    return replace(
-        counters,
-        harvested_today_wh=counters.harvested_today_wh + in_wh,
-        consumed_today_wh=counters.consumed_today_wh + out_wh,
-        harvested_total_wh=counters.harvested_total_wh + in_wh,
-        consumed_total_wh=counters.consumed_total_wh + out_wh,
+    # A positional constructor, not dataclasses.replace: this runs every cycle.
+    return EnergyCounters(
+        counters.harvested_today_wh + in_wh,
+        counters.consumed_today_wh + out_wh,
+        counters.harvested_total_wh + in_wh,
+        counters.consumed_total_wh + out_wh,
+        counters.day,
     )
 
 

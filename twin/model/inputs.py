@@ -39,6 +39,21 @@ class BmsInputs:
     comm_error: bool = False
 
     def __post_init__(self) -> None:
+        # One sum of the present values is finite exactly when each of them is (a NaN or an
+        # infinity propagates): a cheap common case for a check that runs on every frame.
+        total = self.pack_voltage_v + self.min_cell_voltage_v + self.max_cell_voltage_v
+        total += self.min_temp_c + self.max_temp_c
+        for value in (
+            self.current1_a,
+            self.current2_a,
+            self.battery_current_a,
+            self.cell_voltage_v,
+            self.cell_temp_c,
+        ):
+            if value is not None:
+                total += value
+        if math.isfinite(total) and self.cell_count >= 0:
+            return
         for name in (
             "pack_voltage_v",
             "current1_a",

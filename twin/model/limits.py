@@ -18,7 +18,7 @@ The algorithm is the synthesis of inverter-can.md section 5.5, with every parame
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntFlag
 from itertools import pairwise
 
@@ -219,6 +219,24 @@ class LimitFlag(IntFlag):
     """Set by the service, e.g. when the twin's relay decision and a real BMS's diverge."""
 
 
+_CELL_OVER_VOLTAGE = LimitFlag.CELL_OVER_VOLTAGE.value
+_CELL_UNDER_VOLTAGE = LimitFlag.CELL_UNDER_VOLTAGE.value
+_OVER_TEMPERATURE = LimitFlag.OVER_TEMPERATURE.value
+_UNDER_TEMPERATURE = LimitFlag.UNDER_TEMPERATURE.value
+_CELL_IMBALANCE = LimitFlag.CELL_IMBALANCE.value
+_CHARGE_OVER_CURRENT = LimitFlag.CHARGE_OVER_CURRENT.value
+_DISCHARGE_OVER_CURRENT = LimitFlag.DISCHARGE_OVER_CURRENT.value
+_LIMIT_FLAGS: dict[int, LimitFlag] = {}
+
+
+def limit_flag(value: int) -> LimitFlag:
+    """``LimitFlag(value)``, memoised (the enum's own lookup of a combination is slow)."""
+    found = _LIMIT_FLAGS.get(value)
+    if found is None:
+        found = _LIMIT_FLAGS[value] = LimitFlag(value)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class InverterLimits:
     """What an inverter is told, all magnitudes >= 0 and CVL / DVL > 0."""
@@ -269,29 +287,50 @@ def cvl_target_v(inputs: BmsInputs, settings: BmsSettings, limits: LimitSettings
     return max(floor_v, min(nominal_v, lowered_v))
 
 
+@dataclass(frozen=True, slots=True)
+class Curves:
+    """The three curves of one (settings, limits) pair, built once instead of every cycle."""
+
+    charge_taper: Curve
+    discharge_taper: Curve
+    temperature: Curve
+
+    @classmethod
+    def of(cls, settings: BmsSettings, limits: LimitSettings) -> Curves:
+        """The curves that ``settings`` and ``limits`` define."""
+        return cls(
+            charge_taper(settings, limits),
+            discharge_taper(settings, limits),
+            temperature_curve(settings, limits),
+        )
+
+
 def current_targets_a(
     inputs: BmsInputs,
     charge_allowed: bool,
     discharge_allowed: bool,
     settings: BmsSettings,
     limits: LimitSettings,
+    curves: Curves | None = None,
 ) -> tuple[float, float]:
-    """(CCL, DCL) before filtering."""
+    """(CCL, DCL) before filtering; ``curves`` (from the same settings) saves rebuilding them."""
     if inputs.comm_error:
         return (0.0, 0.0)
+    if curves is None:
+        curves = Curves.of(settings, limits)
     t_fraction = 1.0
     if limits.temperature_derating:
-        curve = temperature_curve(settings, limits)
+        curve = curves.temperature
         t_fraction = min(
             interpolate(curve, inputs.min_temp_c), interpolate(curve, inputs.max_temp_c)
         )
     ccl = 0.0
     if charge_allowed:
-        v_fraction = interpolate(charge_taper(settings, limits), inputs.max_cell_voltage_v)
+        v_fraction = interpolate(curves.charge_taper, inputs.max_cell_voltage_v)
         ccl = limits.max_charge_current_a * min(v_fraction, t_fraction)
     dcl = 0.0
     if discharge_allowed:
-        v_fraction = interpolate(discharge_taper(settings, limits), inputs.min_cell_voltage_v)
+        v_fraction = interpolate(curves.discharge_taper, inputs.min_cell_voltage_v)
         dcl = limits.max_discharge_current_a * min(v_fraction, t_fraction)
     return (ccl, dcl)
 
@@ -305,26 +344,27 @@ def early_warnings(
     """Warnings raised before the BMS acts: thresholds close, imbalance, over-current."""
     if inputs.comm_error:
         return LimitFlag.COMMUNICATION
-    flags = LimitFlag.NONE
+    # Plain ints while accumulating (an IntFlag "|" is slow), one memoised conversion at the end.
+    flags = 0
     if inputs.max_cell_voltage_v >= settings.vmax_v - limits.warning_cell_margin_v:
-        flags |= LimitFlag.CELL_OVER_VOLTAGE
+        flags |= _CELL_OVER_VOLTAGE
     if inputs.min_cell_voltage_v <= settings.vmin_v + limits.warning_cell_margin_v:
-        flags |= LimitFlag.CELL_UNDER_VOLTAGE
+        flags |= _CELL_UNDER_VOLTAGE
     if inputs.max_temp_c >= settings.tmax_c - limits.warning_temp_margin_c:
-        flags |= LimitFlag.OVER_TEMPERATURE
+        flags |= _OVER_TEMPERATURE
     if inputs.min_temp_c <= settings.tmin_c + limits.warning_temp_margin_c:
-        flags |= LimitFlag.UNDER_TEMPERATURE
+        flags |= _UNDER_TEMPERATURE
     if inputs.max_cell_voltage_v - inputs.min_cell_voltage_v >= limits.imbalance_warning_v:
-        flags |= LimitFlag.CELL_IMBALANCE
+        flags |= _CELL_IMBALANCE
     current_a = inputs.measured_battery_current_a
     if current_a is not None:
         ccl, dcl = published
         margin = 1.0 + limits.overcurrent_margin_pct / 100.0
         if current_a > ccl * margin + limits.overcurrent_margin_a:
-            flags |= LimitFlag.CHARGE_OVER_CURRENT
+            flags |= _CHARGE_OVER_CURRENT
         if -current_a > dcl * margin + limits.overcurrent_margin_a:
-            flags |= LimitFlag.DISCHARGE_OVER_CURRENT
-    return flags
+            flags |= _DISCHARGE_OVER_CURRENT
+    return limit_flag(flags)
 
 
 def update_force_charge(
@@ -351,12 +391,6 @@ def with_limits(
 
     Returns the new state and the published (CVL, CCL, DCL).
     """
-    current = {
-        "rate_per_s": limits.current_ramp_a_per_s,
-        "hold_s": limits.increase_hold_s,
-        "deadband": limits.deadband_a,
-        "resume_threshold": limits.resume_threshold_a,
-    }
     cvl = follow(
         state.cvl,
         cvl_v,
@@ -367,6 +401,26 @@ def with_limits(
         deadband=0.0,
         resume_threshold=0.0,
     )
-    ccl = follow(state.ccl, ccl_a, now_s, dt_s, **current)
-    dcl = follow(state.dcl, dcl_a, now_s, dt_s, **current)
-    return replace(state, cvl=cvl, ccl=ccl, dcl=dcl), (cvl.value, ccl.value, dcl.value)
+    rate, hold = limits.current_ramp_a_per_s, limits.increase_hold_s
+    deadband, resume = limits.deadband_a, limits.resume_threshold_a
+    ccl = follow(
+        state.ccl,
+        ccl_a,
+        now_s,
+        dt_s,
+        rate_per_s=rate,
+        hold_s=hold,
+        deadband=deadband,
+        resume_threshold=resume,
+    )
+    dcl = follow(
+        state.dcl,
+        dcl_a,
+        now_s,
+        dt_s,
+        rate_per_s=rate,
+        hold_s=hold,
+        deadband=deadband,
+        resume_threshold=resume,
+    )
+    return LimitState(cvl, ccl, dcl, state.force_charge), (cvl.value, ccl.value, dcl.value)

@@ -29,6 +29,7 @@ from twin.model.energy import (
 )
 from twin.model.inputs import BmsInputs
 from twin.model.limits import (
+    Curves,
     InverterLimits,
     LimitFlag,
     LimitSettings,
@@ -95,14 +96,24 @@ class PackState:
     @property
     def status(self) -> StatusFlag:
         """UART status byte 1 as the BMS would send it."""
-        flags = self.warnings
+        flags = self.warnings.value
         if self.charge.allowed:
-            flags |= StatusFlag.CHARGE_ALLOWED
+            flags |= _CHARGE_ALLOWED
         if self.discharge.allowed:
-            flags |= StatusFlag.DISCHARGE_ALLOWED
+            flags |= _DISCHARGE_ALLOWED
         if not self.soc_calibrated:
-            flags |= StatusFlag.SOC_NOT_CALIBRATED
-        return flags
+            flags |= _NOT_CALIBRATED
+        return STATUS_FLAGS[flags]
+
+
+#: Every value of the status byte as a ``StatusFlag``: the logic computes with plain ints (an
+#: IntFlag "|" is slow, and this runs every cycle) and converts once through this table.
+STATUS_FLAGS: tuple[StatusFlag, ...] = tuple(StatusFlag(value) for value in range(256))
+_E, _VL, _VH = StatusFlag.E.value, StatusFlag.VL.value, StatusFlag.VH.value
+_TL, _TH = StatusFlag.TL.value, StatusFlag.TH.value
+_CHARGE_ALLOWED = StatusFlag.CHARGE_ALLOWED.value
+_DISCHARGE_ALLOWED = StatusFlag.DISCHARGE_ALLOWED.value
+_NOT_CALIBRATED = StatusFlag.SOC_NOT_CALIBRATED.value
 
 
 def bms_warnings(inputs: BmsInputs, settings: BmsSettings) -> StatusFlag:
@@ -114,16 +125,16 @@ def bms_warnings(inputs: BmsInputs, settings: BmsSettings) -> StatusFlag:
     """
     if inputs.comm_error:
         return StatusFlag.E
-    flags = StatusFlag.NONE
+    flags = 0
     if inputs.max_cell_voltage_v >= settings.vmax_v:
-        flags |= StatusFlag.VH
+        flags |= _VH
     if inputs.min_cell_voltage_v <= settings.vmin_v:
-        flags |= StatusFlag.VL
+        flags |= _VL
     if inputs.max_temp_c > settings.tmax_c:
-        flags |= StatusFlag.TH
+        flags |= _TH
     if inputs.min_temp_c < settings.tmin_c:
-        flags |= StatusFlag.TL
-    return flags
+        flags |= _TL
+    return STATUS_FLAGS[flags]
 
 
 _WARNING_TO_ALARM = {
@@ -135,13 +146,21 @@ _WARNING_TO_ALARM = {
 }
 
 
+def _alarms(warnings: int) -> LimitFlag:
+    alarms = 0
+    for warning, alarm in _WARNING_TO_ALARM.items():
+        if warnings & warning.value:
+            alarms |= alarm.value
+    return LimitFlag(alarms)
+
+
+#: The alarm set of every warning combination (the status byte's bits 2-6), precomputed.
+_ALARMS: tuple[LimitFlag, ...] = tuple(_alarms(value) for value in range(256))
+
+
 def alarms_from(warnings: StatusFlag) -> LimitFlag:
     """The inverter alarm set of the BMS warnings (the BMS has acted on each of them)."""
-    alarms = LimitFlag.NONE
-    for warning, alarm in _WARNING_TO_ALARM.items():
-        if warning in warnings:
-            alarms |= alarm
-    return alarms
+    return _ALARMS[warnings.value]
 
 
 def _average_current_a(previous: BmsInputs, current: BmsInputs) -> float | None:
@@ -175,10 +194,18 @@ class BmsLogic:
         self.limit_settings = limits if limits is not None else LimitSettings()
         self.state = state if state is not None else LogicState()
         self.max_integration_gap_s = max_integration_gap_s
+        self._derive()
 
     def update_settings(self, settings: BmsSettings) -> None:
         """Use new settings from the next cycle on (e.g. a validated Modbus write)."""
         self.settings = settings
+        self._derive()
+
+    def _derive(self) -> None:
+        """What depends on the settings only: computed once, not every cycle."""
+        settings, limits = self.settings, self.limit_settings
+        self._curves = Curves.of(settings, limits)
+        self._dvl_v = settings.cell_count * (settings.vmin_v + limits.dvl_margin_v)
 
     def clear_counters(self) -> None:
         """The app's "clear energy counters": totals to zero (today's counters stay)."""
@@ -186,11 +213,15 @@ class BmsLogic:
 
     def step(self, inputs: BmsInputs, now_s: float, local_day: int) -> PackState:
         """Advance one cycle with ``inputs`` measured at ``now_s``; returns the new snapshot."""
+        # Positional constructors instead of dataclasses.replace throughout: a closed-loop
+        # simulation runs this twice per simulated second (End board and twin), and replace()
+        # alone used to cost more than the relay tables.
         settings, limit_settings, state = self.settings, self.limit_settings, self.state
         dt_s = 0.0 if state.last_now_s is None else max(0.0, now_s - state.last_now_s)
 
         # 1. Coulomb counting and energy, over the interval since the previous reading.
         soc = state.soc
+        soc_pct = soc.soc_pct
         energy = roll_over(state.energy, local_day)
         previous = state.last_inputs
         if (
@@ -201,14 +232,17 @@ class BmsLogic:
         ):
             current_a = _average_current_a(previous, inputs)
             if current_a is not None:
-                soc = replace(soc, soc_pct=count_charge(soc.soc_pct, current_a, dt_s, settings))
+                soc_pct = count_charge(soc_pct, current_a, dt_s, settings)
             one_sensor = settings.sensor.sensor_count == 1
             in0, out0 = split_power(previous, one_sensor)
             in1, out1 = split_power(inputs, one_sensor)
             hours = dt_s / 3600.0
             energy = add_energy(energy, (in0 + in1) / 2 * hours, (out0 + out1) / 2 * hours)
-        if soc.time_since_full_s is not None:
-            soc = replace(soc, time_since_full_s=soc.time_since_full_s + dt_s)
+        since_full_s = soc.time_since_full_s
+        if since_full_s is not None:
+            since_full_s += dt_s
+        if soc_pct != soc.soc_pct or since_full_s != soc.time_since_full_s:
+            soc = SocState(soc_pct, soc.calibrated, since_full_s, soc.below_vmin_since_s)
 
         # 2. Full recalibration.
         if is_full(inputs, settings):
@@ -218,18 +252,16 @@ class BmsLogic:
         decisions = decide_relays(
             state.charge_allowed, state.discharge_allowed, inputs, soc.soc_pct, settings
         )
+        charge_allowed = decisions.charge.allowed
+        discharge_allowed = decisions.discharge.allowed
 
         # 4. Empty recalibration (gen3).
-        soc = track_empty(soc, inputs, decisions.discharge.allowed, now_s, settings)
+        soc = track_empty(soc, inputs, discharge_allowed, now_s, settings)
 
         # 5. Warnings and limits.
         warnings = bms_warnings(inputs, settings)
         ccl_a, dcl_a = current_targets_a(
-            inputs,
-            decisions.charge.allowed,
-            decisions.discharge.allowed,
-            settings,
-            limit_settings,
+            inputs, charge_allowed, discharge_allowed, settings, limit_settings, self._curves
         )
         limit_state, (cvl_v, ccl_pub_a, dcl_pub_a) = with_limits(
             state.limits,
@@ -243,48 +275,41 @@ class BmsLogic:
         force_charge = update_force_charge(
             state.limits.force_charge,
             soc.soc_pct,
-            StatusFlag.VL in warnings,
+            bool(warnings.value & _VL),
             limit_settings,
         )
-        limit_state = replace(limit_state, force_charge=force_charge)
+        limit_state = LimitState(limit_state.cvl, limit_state.ccl, limit_state.dcl, force_charge)
         published = (ccl_pub_a, dcl_pub_a)
         full_charge = (
             soc.time_since_full_s is None
             or soc.time_since_full_s >= limit_settings.full_charge_interval_days * SECONDS_PER_DAY
         )
         limits = InverterLimits(
-            charge_voltage_v=cvl_v,
-            charge_current_a=published[0],
-            discharge_current_a=published[1],
-            discharge_voltage_v=settings.cell_count
-            * (settings.vmin_v + limit_settings.dvl_margin_v),
-            force_charge=force_charge,
-            full_charge=full_charge,
-            alarms=alarms_from(warnings),
-            warnings=early_warnings(inputs, published, settings, limit_settings),
+            cvl_v,
+            ccl_pub_a,
+            dcl_pub_a,
+            self._dvl_v,
+            force_charge,
+            full_charge,
+            _ALARMS[warnings.value],
+            early_warnings(inputs, published, settings, limit_settings),
         )
 
+        # A clock that jumped back re-anchors here: one interval is lost, none is doubled.
         self.state = LogicState(
-            soc=soc,
-            energy=energy,
-            charge_allowed=decisions.charge.allowed,
-            discharge_allowed=decisions.discharge.allowed,
-            limits=limit_state,
-            # A clock that jumped back re-anchors here: one interval is lost, none is doubled.
-            last_now_s=now_s,
-            last_inputs=inputs,
+            soc, energy, charge_allowed, discharge_allowed, limit_state, now_s, inputs
         )
         return PackState(
-            now_s=now_s,
-            inputs=inputs,
-            charge=decisions.charge,
-            discharge=decisions.discharge,
-            warnings=warnings,
-            soc_pct=soc.soc_pct,
-            soc_calibrated=soc.calibrated,
-            stored_energy_wh=soc.soc_pct / 100.0 * settings.capacity_wh,
-            capacity_wh=settings.capacity_wh,
-            energy=energy,
-            powers=measure_powers(inputs),
-            limits=limits,
+            now_s,
+            inputs,
+            decisions.charge,
+            decisions.discharge,
+            warnings,
+            soc.soc_pct,
+            soc.calibrated,
+            soc.soc_pct / 100.0 * settings.capacity_wh,
+            settings.capacity_wh,
+            energy,
+            measure_powers(inputs),
+            limits,
         )

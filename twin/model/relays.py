@@ -176,6 +176,17 @@ class RelayDecision:
         return self.disabling | self.unmet
 
 
+_CONDITIONS: dict[int, Condition] = {}
+
+
+def _condition(value: int) -> Condition:
+    """``Condition(value)``, memoised (the enum's own lookup of a combination is slow)."""
+    found = _CONDITIONS.get(value)
+    if found is None:
+        found = _CONDITIONS[value] = Condition(value)
+    return found
+
+
 def decide_relay(
     table: RelayTable,
     previous: bool,
@@ -186,26 +197,32 @@ def decide_relay(
     """Apply one relay table: any disable -> off; else all enable -> on; else keep ``previous``."""
     if inputs.comm_error:
         # The measurements of a broken chain are not data: report only the chain error.
-        return RelayDecision(
-            allowed=False,
-            disabling=Condition.NO_COMMUNICATION,
-            unmet=Condition.NO_COMMUNICATION,
-        )
-    disabling = Condition.NONE
+        return _COMM_ERROR
+    # Plain ints while accumulating: an IntFlag "|" builds a new enum member each time, which is
+    # most of the cost of a cycle. One lookup turns each result back into a Condition.
+    disabling = 0
     for row in table.disable:
         if row.holds(inputs, soc_pct, settings):
-            disabling |= row.condition
-    unmet = Condition.NONE
+            disabling |= row.condition.value
+    unmet = 0
     for row in table.enable:
         if not row.holds(inputs, soc_pct, settings):
-            unmet |= row.condition
+            unmet |= row.condition.value
     if disabling:
         allowed = False
     elif not unmet:
         allowed = True
     else:
         allowed = previous
-    return RelayDecision(allowed=allowed, disabling=disabling, unmet=unmet)
+    if not disabling and not unmet:
+        return _ALLOWED
+    return RelayDecision(allowed, _condition(disabling), _condition(unmet))
+
+
+_ALLOWED = RelayDecision(allowed=True)
+_COMM_ERROR = RelayDecision(
+    allowed=False, disabling=Condition.NO_COMMUNICATION, unmet=Condition.NO_COMMUNICATION
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from twin.model.inputs import BmsInputs
 from twin.model.settings import BmsSettings, RelayMode
@@ -60,7 +60,7 @@ def is_full(inputs: BmsInputs, settings: BmsSettings) -> bool:
 
 def recalibrate_full(state: SocState) -> SocState:
     """SOC = 100 %, calibrated, and the "time since full" clock restarted."""
-    return replace(state, soc_pct=SOC_MAX_PCT, calibrated=True, time_since_full_s=0.0)
+    return SocState(SOC_MAX_PCT, True, 0.0, state.below_vmin_since_s)
 
 
 def track_empty(
@@ -81,11 +81,14 @@ def track_empty(
         and not discharge_allowed
         and inputs.min_cell_voltage_v < settings.vmin_v
     )
+    # Positional constructors rather than dataclasses.replace: this runs every cycle, twice per
+    # step in a closed-loop simulation, and replace() costs several times more.
     if not holds:
         if state.below_vmin_since_s is None:
             return state
-        return replace(state, below_vmin_since_s=None)
+        return SocState(state.soc_pct, state.calibrated, state.time_since_full_s, None)
     since = now_s if state.below_vmin_since_s is None else state.below_vmin_since_s
-    if now_s - since >= settings.empty_recalibration_s:
-        return replace(state, soc_pct=SOC_MIN_PCT, below_vmin_since_s=since)
-    return replace(state, below_vmin_since_s=since)
+    if since == state.below_vmin_since_s and now_s - since < settings.empty_recalibration_s:
+        return state
+    soc_pct = SOC_MIN_PCT if now_s - since >= settings.empty_recalibration_s else state.soc_pct
+    return SocState(soc_pct, state.calibrated, state.time_since_full_s, since)
