@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from twin import __version__, tools
 from twin.config import TwinConfig, example_text, load_config
-from twin.errors import ConfigError, SourceError
+from twin.errors import ConfigError, OutputError, SourceError
 from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 EXIT_OK = 0
@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
         "--frames", type=_positive_int, metavar="N", help="stop after N decoded frames"
     )
     _frame_format_options(capture)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a scenario (pack, plant, chain, faults) faster than real time",
+        description="Run a scenario file in a closed loop through the UART bytes and write "
+        "timeseries.csv, relays.csv, summary.txt/json and plot.png into --out.",
+    )
+    simulate.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
+    simulate.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     config = commands.add_parser("config", help="configuration helpers")
     config.add_argument(
@@ -153,6 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_OK  # Ctrl-C is how a capture normally ends; the file is complete
             except SourceError as exc:
                 print(f"twin capture: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+        if args.command == "simulate":
+            from twin.simulate import simulate
+
+            try:
+                return simulate(args.scenario, args.out, progress=not args.no_progress)
+            except OutputError as exc:
+                print(f"twin simulate: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
         if args.command == "config":
             if not args.example:

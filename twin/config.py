@@ -23,8 +23,30 @@ from typing import Annotated, Any, Literal
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from twin.emulator.chain import ChainSpec, SensorFault
+from twin.emulator.simulation import (
+    Action,
+    Ambient,
+    BreakChain,
+    BypassLoad,
+    Calibrate,
+    ChangeSettings,
+    DeadTemperatureSensor,
+    LeakyCell,
+    RepairChain,
+    Scenario,
+    SensorFaultEvent,
+    SensorSetup,
+    TimedEvent,
+    WeakCell,
+    WireNoise,
+    apply_changes,
+)
 from twin.errors import ConfigError
 from twin.model.limits import LimitSettings
+from twin.model.pack import CellOverride, PackSpec, Spread
+from twin.model.plant import ChargerSpec, InverterSpec, LoadSpec, PlantSpec, SolarSpec
+from twin.model.sensor import SensorErrors
 from twin.model.settings import (
     CHEMISTRY_THRESHOLDS,
     BmsSettings,
@@ -541,9 +563,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _field_info(loc: tuple[int | str, ...]) -> Any:
-    """The pydantic FieldInfo at ``loc`` in ConfigModel, or None."""
-    model: type[BaseModel] | None = ConfigModel
+def _field_info(loc: tuple[int | str, ...], root: type[BaseModel]) -> Any:
+    """The pydantic FieldInfo at ``loc`` in ``root``, or None."""
+    model: type[BaseModel] | None = root
     info = None
     for part in loc:
         if isinstance(part, int):
@@ -573,10 +595,12 @@ def _bounds_text(lo: str | None, hi: str | None) -> str:
     return f"{lo}..{hi}"
 
 
-def _allowed(loc: tuple[int | str, ...], ctx: dict[str, Any] | None = None) -> str | None:
+def _allowed(
+    loc: tuple[int | str, ...], root: type[BaseModel], ctx: dict[str, Any] | None = None
+) -> str | None:
     """The allowed range or values of the field at ``loc`` (or from the error's ``ctx``)."""
     lo = hi = None
-    info = _field_info(loc)
+    info = _field_info(loc, root)
     constraints: list[Any] = list(info.metadata) if info is not None else []
     for meta in constraints:
         if isinstance(meta, annotated_types.Ge):
@@ -619,17 +643,17 @@ def _choices(annotation: Any) -> list[str]:
     return []
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, root: type[BaseModel] = ConfigModel) -> str:
     loc = tuple(error["loc"])
     # Drop pydantic's inner markers (tuple positions, union branches) from the location text.
     field_loc = tuple(p for p in loc if not (isinstance(p, str) and not re.match(r"^\w+$", p)))
     where = _location(field_loc) or "file"
     kind = error["type"]
     given = error.get("input")
-    allowed = _allowed(field_loc, error.get("ctx"))
+    allowed = _allowed(field_loc, root, error.get("ctx"))
     if kind == "extra_forbidden":
-        parent = _field_info(field_loc[:-1]) if len(field_loc) > 1 else None
-        model = _inner_model(parent.annotation) if parent is not None else ConfigModel
+        parent = _field_info(field_loc[:-1], root) if len(field_loc) > 1 else None
+        model = _inner_model(parent.annotation) if parent is not None else root
         names = ", ".join(model.model_fields) if model is not None else ""
         return f"{where}: unknown field (allowed: {names})"
     if kind == "missing":
@@ -644,3 +668,520 @@ def _describe(error: Any) -> str:
         return f'{where}: {given!r} must be text in quotes ("{given}")'
     hint = f" (allowed {allowed})" if allowed else ""
     return f"{where}: {given!r}: {error['msg']}{hint}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario files (``twin simulate``): the BMS as in a [[pack]], plus the physical pack, the
+# plant around it, the chain and timed events.
+# ---------------------------------------------------------------------------------------------
+
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class ScenarioHeadModel(_Model):
+    """``[scenario]``."""
+
+    name: str = Field(default="scenario", min_length=1, max_length=200)
+    description: str = ""
+    duration_h: float | None = Field(default=None, gt=0.0, le=24.0 * 3660)
+    duration_s: float | None = Field(default=None, gt=0.0, le=86_400.0 * 3660)
+    step_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    start_h: float = Field(default=0.0, ge=0.0, lt=24.0)
+    day_of_year: int = Field(default=172, ge=1, le=366)
+    record_s: float | None = Field(default=None, gt=0.0, le=86_400.0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class BmsModel(PackModel):
+    """``[bms]``: the BMS settings, exactly as one ``[[pack]]`` of the twin's configuration."""
+
+    id: str = Field(default="sim", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+class CellOverrideModel(_Model):
+    """``[[pack.cell]]``: one cell that differs from the spread."""
+
+    index: int = Field(ge=1, le=255)
+    capacity_ah: float | None = Field(default=None, gt=0.0, le=100_000.0)
+    r0_mohm: float | None = Field(default=None, gt=0.0, le=1000.0)
+    soc_pct: Percent | None = None
+    self_discharge_pct_per_month: float | None = Field(default=None, ge=0.0, le=100.0)
+
+
+class PhysicalPackModel(_Model):
+    """``[pack]``: the simulated cells (the BMS sees them only through its boards)."""
+
+    capacity_ah: float = Field(default=280.0, gt=0.0, le=100_000.0)
+    spread: Literal["matched", "typical", "bad"] = "typical"
+    r0_mohm: float | None = Field(default=None, gt=0.0, le=1000.0)
+    tau1_s: float = Field(default=40.0, gt=0.0, le=100_000.0)
+    initial_soc_pct: Percent = 50.0
+    balance_current_a: float = Field(default=1.0, ge=0.0, le=10.0)
+    cell: list[CellOverrideModel] = []
+
+
+class AmbientModel(_Model):
+    """``[ambient]``: air temperature, a daily sine."""
+
+    mean_c: Temperature = 20.0
+    swing_c: float = Field(default=8.0, ge=0.0, le=60.0)
+    warmest_h: float = Field(default=15.0, ge=0.0, lt=24.0)
+
+
+class SolarModel(_Model):
+    """``[solar]``: the PV array and the sky (clear-sky sun with seeded clouds)."""
+
+    enabled: bool = True
+    peak_kw: float = Field(default=5.0, ge=0.0, le=10_000.0)
+    latitude_deg: float = Field(default=52.1, ge=-90.0, le=90.0)
+    longitude_deg: float = Field(default=5.1, ge=-180.0, le=180.0)
+    utc_offset_h: float = Field(default=2.0, ge=-12.0, le=14.0)
+    system_efficiency: float = Field(default=0.85, gt=0.0, le=1.0)
+    cloudiness: float = Field(default=0.2, ge=0.0, lt=1.0)
+    cloud_attenuation: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class ChargerModel(_Model):
+    """``[solar_charger]`` / ``[mains_charger]``: a constant-voltage charger."""
+
+    max_current_a: float = Field(default=100.0, ge=0.0, le=10_000.0)
+    absorption_v: float | None = Field(default=None, gt=0.0, le=1500.0)
+    float_v: float | None = Field(default=None, gt=0.0, le=1500.0)
+    absorption_h: float = Field(default=1.0, ge=0.0, le=48.0)
+    tail_current_a: float = Field(default=2.0, ge=0.0, le=1000.0)
+    from_h: float = Field(default=0.0, ge=0.0, le=24.0)
+    to_h: float = Field(default=24.0, ge=0.0, le=24.0)
+
+
+class LoadModel(_Model):
+    """``[load]``: the household's AC demand (built-in profile or a CSV)."""
+
+    enabled: bool = True
+    annual_kwh: float = Field(default=3500.0, ge=0.0, le=10_000_000.0)
+    appliances: bool = True
+    csv: str | None = Field(default=None, min_length=1)
+    repeat_h: float | None = Field(default=None, gt=0.0, le=24.0 * 366)
+    constant_w: float = Field(default=0.0, ge=0.0, le=10_000_000.0)
+
+
+class InverterModel(_Model):
+    """``[inverter]``."""
+
+    max_power_kw: float = Field(default=5.0, ge=0.0, le=10_000.0)
+    efficiency: float = Field(default=0.94, gt=0.0, le=1.0)
+    idle_w: float = Field(default=20.0, ge=0.0, le=10_000.0)
+
+
+class ChainModel(_Model):
+    """``[chain]``: the boards' measurement quality and the End board's firmware."""
+
+    voltage_error_mv: float = Field(default=3.0, ge=0.0, le=20.0)
+    temperature_error_c: float = Field(default=0.7, ge=0.0, le=5.0)
+    end_timeout_cycles: int = Field(default=3, ge=1, le=600)
+    firmware: str = Field(default="3.3.11", pattern=r"^\d{1,2}\.\d{1,2}\.\d{1,3}$")
+    soh_pct: int = Field(default=100, ge=0, le=100)
+    charge_cycles: int = Field(default=0, ge=0, le=65_535)
+
+
+class SensorsModel(_Model):
+    """``[sensors]``: the current sensors' errors; unset values are drawn from the seed."""
+
+    offset1_a: float | None = Field(default=None, ge=-50.0, le=50.0)
+    offset2_a: float | None = Field(default=None, ge=-50.0, le=50.0)
+    gain_error1: float | None = Field(default=None, ge=-0.5, le=0.5)
+    gain_error2: float | None = Field(default=None, ge=-0.5, le=0.5)
+    drift1_a_per_day: float | None = Field(default=None, ge=-50.0, le=50.0)
+    drift2_a_per_day: float | None = Field(default=None, ge=-50.0, le=50.0)
+    ideal: bool = False
+    """No errors at all (unless given above)."""
+    reversed1: bool = False
+    reversed2: bool = False
+
+
+class TwinModel(_Model):
+    """``[twin]``: the twin that decodes the frames."""
+
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+
+
+EVENT_KINDS = (
+    "break-chain",
+    "repair-chain",
+    "dead-temperature-sensor",
+    "weak-cell",
+    "leaky-cell",
+    "sensor-fault",
+    "wire-noise",
+    "bypass-load",
+    "settings",
+    "calibrate",
+)
+
+
+class EventModel(_Model):
+    """``[[event]]``: something that happens during the run."""
+
+    kind: Literal[
+        "break-chain",
+        "repair-chain",
+        "dead-temperature-sensor",
+        "weak-cell",
+        "leaky-cell",
+        "sensor-fault",
+        "wire-noise",
+        "bypass-load",
+        "settings",
+        "calibrate",
+    ]
+    at_h: float | None = Field(default=None, ge=0.0)
+    at_s: float | None = Field(default=None, ge=0.0)
+    after_board: int | None = Field(default=None, ge=1, le=254)
+    board: int | None = Field(default=None, ge=1, le=255)
+    fault: Literal["open", "shorted"] = "open"
+    cell: int | None = Field(default=None, ge=1, le=255)
+    capacity_ah: float | None = Field(default=None, gt=0.0, le=100_000.0)
+    pct_per_month: float | None = Field(default=None, ge=0.0, le=100.0)
+    sensor: Literal[1, 2] | None = None
+    offset_a: float | None = Field(default=None, ge=-50.0, le=50.0)
+    drift_a_per_day: float | None = Field(default=None, ge=-50.0, le=50.0)
+    gain_error: float | None = Field(default=None, ge=-0.5, le=0.5)
+    reversed: bool | None = None
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    power_w: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
+    settings: dict[str, float | bool | str] | None = None
+    target: Literal["both", "bms", "twin"] = "both"
+
+
+class ScenarioModel(_Model):
+    """A whole scenario file."""
+
+    scenario: ScenarioHeadModel = ScenarioHeadModel()
+    bms: BmsModel
+    pack: PhysicalPackModel = PhysicalPackModel()
+    ambient: AmbientModel = AmbientModel()
+    solar: SolarModel = SolarModel()
+    solar_charger: ChargerModel = ChargerModel()
+    mains_charger: ChargerModel | None = None
+    load: LoadModel = LoadModel()
+    inverter: InverterModel = InverterModel()
+    chain: ChainModel = ChainModel()
+    sensors: SensorsModel = SensorsModel()
+    twin: TwinModel = TwinModel()
+    event: list[EventModel] = []
+
+
+#: The fields each event kind needs (besides ``kind`` and the time).
+_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "break-chain": ("after_board",),
+    "repair-chain": (),
+    "dead-temperature-sensor": ("board",),
+    "weak-cell": ("cell", "capacity_ah"),
+    "leaky-cell": ("cell", "pct_per_month"),
+    "sensor-fault": ("sensor",),
+    "wire-noise": ("probability",),
+    "bypass-load": ("power_w",),
+    "settings": ("settings",),
+    "calibrate": (),
+}
+_EVENT_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "dead-temperature-sensor": ("fault",),
+    "sensor-fault": ("offset_a", "drift_a_per_day", "gain_error", "reversed"),
+    "settings": ("target",),
+}
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file; raises ``ConfigError`` naming the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+    return parse_scenario(text, str(path), path.parent)
+
+
+def parse_scenario(text: str, source: str, base_dir: Path | None = None) -> Scenario:
+    """Validate scenario ``text``; ``source`` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        model = ScenarioModel.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0], ScenarioModel)}{more}") from exc
+    try:
+        return _scenario(model, base_dir or Path.cwd())
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _scenario(model: ScenarioModel, base_dir: Path) -> Scenario:
+    head = model.scenario
+    if "source" in model.bms.model_fields_set:
+        raise ConfigError("bms.source: a scenario's BMS is the emulated chain (remove source)")
+    if head.duration_h is not None and head.duration_s is not None:
+        raise ConfigError("scenario.duration_s: give duration_h or duration_s, not both")
+    duration_s = (
+        head.duration_s
+        if head.duration_s is not None
+        else (head.duration_h if head.duration_h is not None else 24.0) * 3600.0
+    )
+    bms = _pack_config(model.bms, "bms", base_dir)
+    settings = bms.settings
+    chemistry = bms.chemistry or Chemistry.LIFEPO4
+    p = model.pack
+    try:
+        pack = PackSpec(
+            chemistry=chemistry,
+            cell_count=settings.cell_count,
+            capacity_ah=p.capacity_ah,
+            r0_ohm=None if p.r0_mohm is None else p.r0_mohm / 1000.0,
+            tau1_s=p.tau1_s,
+            spread=Spread(p.spread),
+            overrides=tuple(
+                CellOverride(
+                    index=c.index,
+                    capacity_ah=c.capacity_ah,
+                    r0_ohm=None if c.r0_mohm is None else c.r0_mohm / 1000.0,
+                    soc_pct=c.soc_pct,
+                    self_discharge_pct_per_month=c.self_discharge_pct_per_month,
+                )
+                for c in p.cell
+            ),
+            initial_soc_pct=p.initial_soc_pct,
+            seed=head.seed,
+            ambient_c=model.ambient.mean_c,
+            balance_current_a=p.balance_current_a,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"pack: {exc}") from exc
+    plant = _plant(model, settings, head.day_of_year, head.seed, base_dir)
+    ch = model.chain
+    major, minor, patch = (int(x) for x in ch.firmware.split("."))
+    try:
+        chain = ChainSpec(
+            frame_format=FrameFormat(model.bms.source.temperature_scale, model.bms.source.layout),
+            voltage_error_v=ch.voltage_error_mv / 1000.0,
+            temperature_error_c=ch.temperature_error_c,
+            end_timeout_cycles=ch.end_timeout_cycles,
+            firmware=(major, minor, patch),
+            soh_pct=ch.soh_pct,
+            charge_cycles=ch.charge_cycles,
+            seed=head.seed + 5,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"chain.firmware: {exc}") from exc
+    sm = model.sensors
+    events = tuple(
+        _event(event, f"event[{i}]", settings, duration_s) for i, event in enumerate(model.event)
+    )
+    try:
+        return Scenario(
+            name=head.name,
+            description=head.description,
+            settings=settings,
+            duration_s=duration_s,
+            step_s=head.step_s,
+            start_h=head.start_h,
+            limits=bms.limits,
+            pack=pack,
+            plant=plant,
+            chain=chain,
+            sensors=SensorSetup(
+                errors1=_sensor_errors(sm, 1, head.seed),
+                errors2=_sensor_errors(sm, 2, head.seed),
+                reversed1=sm.reversed1,
+                reversed2=sm.reversed2,
+            ),
+            ambient=Ambient(model.ambient.mean_c, model.ambient.swing_c, model.ambient.warmest_h),
+            initial_bms_soc_pct=(
+                bms.initial_soc_pct if "initial_soc_pct" in model.bms.model_fields_set else None
+            ),
+            twin_stale_after_s=model.twin.stale_after_s,
+            record_s=head.record_s,
+            events=events,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"scenario: {exc}") from exc
+
+
+def _sensor_errors(model: SensorsModel, n: int, seed: int) -> SensorErrors:
+    base = SensorErrors() if model.ideal else SensorErrors.typical(seed + 10 + n)
+    offset = getattr(model, f"offset{n}_a")
+    gain = getattr(model, f"gain_error{n}")
+    drift = getattr(model, f"drift{n}_a_per_day")
+    return SensorErrors(
+        gain_error=base.gain_error if gain is None else gain,
+        offset_a=base.offset_a if offset is None else offset,
+        tempco_a_per_k=base.tempco_a_per_k,
+        drift_a_per_day=base.drift_a_per_day if drift is None else drift,
+    )
+
+
+def _charger(model: ChargerModel, where: str, settings: BmsSettings) -> ChargerSpec:
+    n = settings.cell_count
+    absorption = (
+        model.absorption_v
+        if model.absorption_v is not None
+        else round(n * (settings.vbalance_v + 0.05), 2)
+    )
+    float_v = (
+        model.float_v if model.float_v is not None else round(n * (settings.vbalance_v - 0.05), 2)
+    )
+    if float_v > absorption:
+        raise ConfigError(f"{where}.float_v: {float_v} V is above absorption_v {absorption} V")
+    return ChargerSpec(
+        max_current_a=model.max_current_a,
+        absorption_v=absorption,
+        float_v=float_v,
+        absorption_s=model.absorption_h * 3600.0,
+        tail_current_a=model.tail_current_a,
+    )
+
+
+def _plant(
+    model: ScenarioModel, settings: BmsSettings, day_of_year: int, seed: int, base_dir: Path
+) -> PlantSpec:
+    sm = model.solar
+    solar = (
+        SolarSpec(
+            peak_w=sm.peak_kw * 1000.0,
+            latitude_deg=sm.latitude_deg,
+            longitude_deg=sm.longitude_deg,
+            utc_offset_h=sm.utc_offset_h,
+            system_efficiency=sm.system_efficiency,
+            cloudiness=sm.cloudiness,
+            cloud_attenuation=sm.cloud_attenuation,
+        )
+        if sm.enabled and sm.peak_kw > 0
+        else None
+    )
+    lm = model.load
+    load = None
+    if lm.enabled:
+        points = _load_csv(lm.csv, base_dir) if lm.csv is not None else None
+        try:
+            load = LoadSpec(
+                annual_kwh=lm.annual_kwh,
+                appliances=lm.appliances,
+                points=points,
+                repeat_s=None if lm.repeat_h is None else lm.repeat_h * 3600.0,
+                constant_w=lm.constant_w,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"load.csv: {exc}") from exc
+    im = model.inverter
+    mains = model.mains_charger
+    return PlantSpec(
+        solar=solar,
+        solar_charger=_charger(model.solar_charger, "solar_charger", settings),
+        load=load,
+        inverter=InverterSpec(im.max_power_kw * 1000.0, im.efficiency, im.idle_w),
+        mains_charger=_charger(mains, "mains_charger", settings) if mains else None,
+        mains_from_h=mains.from_h if mains else 0.0,
+        mains_to_h=mains.to_h if mains else 24.0,
+        day_of_year=day_of_year,
+        seed=seed,
+    )
+
+
+def _load_csv(name: str, base_dir: Path) -> tuple[tuple[float, float], ...]:
+    """A load profile CSV: a header naming ``time_s`` or ``hour``, and ``power_w``."""
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"load.csv: {name!r}: cannot read: {exc.strerror or exc}") from exc
+    rows = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not rows:
+        raise ConfigError(f"load.csv: {name!r} is empty")
+    header = [h.strip().lower() for h in rows[0].split(",")]
+    if "power_w" not in header or not ({"time_s", "hour"} & set(header)):
+        raise ConfigError(
+            f"load.csv: {name!r}: the header must name power_w and time_s or hour (got {rows[0]!r})"
+        )
+    time_col = header.index("time_s") if "time_s" in header else header.index("hour")
+    scale = 1.0 if header[time_col] == "time_s" else 3600.0
+    power_col = header.index("power_w")
+    points: list[tuple[float, float]] = []
+    for number, row in enumerate(rows[1:], start=2):
+        cells = row.split(",")
+        try:
+            t, w = float(cells[time_col]) * scale, float(cells[power_col])
+        except (ValueError, IndexError):
+            raise ConfigError(
+                f"load.csv: {name!r} line {number}: not two numbers: {row!r}"
+            ) from None
+        if not (math.isfinite(t) and math.isfinite(w)):
+            raise ConfigError(f"load.csv: {name!r} line {number}: not a finite number: {row!r}")
+        points.append((t, w))
+    return tuple(points)
+
+
+def _event(model: EventModel, where: str, settings: BmsSettings, duration_s: float) -> TimedEvent:
+    if (model.at_h is None) == (model.at_s is None):
+        raise ConfigError(f"{where}: give the time as at_h or at_s (exactly one)")
+    at_s = model.at_s if model.at_s is not None else (model.at_h or 0.0) * 3600.0
+    if at_s > duration_s:
+        raise ConfigError(f"{where}: at {at_s:g} s is after the end of the run ({duration_s:g} s)")
+    kind = model.kind
+    needed = _EVENT_FIELDS[kind]
+    for name in needed:
+        if getattr(model, name) is None:
+            raise ConfigError(
+                f"{where}.{name}: missing (a {kind!r} event needs {', '.join(needed)})"
+            )
+    usable = {"kind", "at_h", "at_s", *needed, *_EVENT_OPTIONAL.get(kind, ())}
+    for name in model.model_fields_set - usable:
+        raise ConfigError(f"{where}.{name}: not used by a {kind!r} event")
+    n = settings.cell_count
+    for name in ("cell", "board"):
+        value = getattr(model, name)
+        if value is not None and value > n:
+            raise ConfigError(f"{where}.{name}: {value} is out of range (allowed 1..{n})")
+    if model.after_board is not None and model.after_board >= n:
+        raise ConfigError(
+            f"{where}.after_board: {model.after_board} is out of range (allowed 1..{n - 1})"
+        )
+    if model.sensor == 2 and settings.sensor.sensor_count == 1:
+        raise ConfigError(f"{where}.sensor: 2, but the BMS has one current sensor")
+    action: Action
+    if kind == "break-chain":
+        action = BreakChain(model.after_board or 1)
+    elif kind == "repair-chain":
+        action = RepairChain()
+    elif kind == "dead-temperature-sensor":
+        action = DeadTemperatureSensor(model.board or 1, SensorFault(model.fault))
+    elif kind == "weak-cell":
+        action = WeakCell(model.cell or 1, model.capacity_ah or 1.0)
+    elif kind == "leaky-cell":
+        action = LeakyCell(model.cell or 1, model.pct_per_month or 0.0)
+    elif kind == "sensor-fault":
+        action = SensorFaultEvent(
+            model.sensor or 1,
+            offset_a=model.offset_a,
+            drift_a_per_day=model.drift_a_per_day,
+            gain_error=model.gain_error,
+            reversed_wiring=model.reversed,
+        )
+    elif kind == "wire-noise":
+        action = WireNoise(model.probability or 0.0)
+    elif kind == "bypass-load":
+        action = BypassLoad(model.power_w or 0.0)
+    elif kind == "settings":
+        changes = tuple(sorted((model.settings or {}).items()))
+        try:
+            apply_changes(settings, changes)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}.settings: {exc}") from exc
+        action = ChangeSettings(changes, model.target)
+    else:
+        action = Calibrate()
+    return TimedEvent(at_s, action)

@@ -6,7 +6,8 @@
     ├── ConfigError(TwinError, ValueError)   bad config, register map or DBC: at start-up, exit 2
     ├── SourceError(TwinError)               serial / emulator failure (wraps OSError ``from exc``)
     │   └── StaleDataError(SourceError, TimeoutError)   no valid frame within the watchdog
-    └── ExporterError(TwinError)             an adapter failed; it retries with backoff by itself
+    ├── ExporterError(TwinError)             an adapter failed; it retries with backoff by itself
+    └── OutputError(TwinError)               a result file (twin simulate --out) cannot be written
 
 The pure core (``twin.model``, ``twin.protocol``) does not import this module: it raises plain
 ``ValueError`` for broken invariants and returns problems on the wire as values (a ``Rejected``
@@ -38,3 +39,7 @@ class StaleDataError(SourceError, TimeoutError):
 
 class ExporterError(TwinError):
     """An exporter (Modbus, CAN, MQTT) failed; it retries with backoff by itself."""
+
+
+class OutputError(TwinError):
+    """A result file or directory cannot be written (``twin simulate --out``)."""

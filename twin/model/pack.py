@@ -302,6 +302,11 @@ class Pack:
         return float(self.voltage_v.sum())
 
     @property
+    def ohmic_resistance_ohm(self) -> float:
+        """The string's R0 at the present cell temperatures (what a charger's regulation sees)."""
+        return float(self._r0.sum())
+
+    @property
     def soc_pct(self) -> float:
         """The true pack SOC: charge stored over capacity, summed over the cells (0..100)."""
         stored = np.clip(self.soc, 0.0, 1.0) * self.capacity_ah

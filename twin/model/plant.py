@@ -1,0 +1,505 @@
+"""The plant around the pack: solar charger, household load, mains charger and inverter.
+
+Everything here is pure and seeded (cell-model.md section 4, the "clouds recipe"):
+
+- **Sun**: the NOAA solar-position equations and the Haurwitz clear-sky model
+  (GHI = 1098 cos z exp(-0.059 / cos z)), which need no data file and no network.
+- **Clouds**: a two-state Markov chain (clear / cloud) with exponential dwell times, a cloud
+  passing at ``cloud_attenuation`` of clear sky, a short edge enhancement when the sun comes out,
+  and a low-pass of a few seconds (a large array averages out fast fluctuations).
+- **Household**: a built-in daily shape (our own estimate of a European home: a night base, a
+  morning and a larger evening peak) scaled to an annual consumption, plus seeded appliance events
+  (kettle, microwave, washing machine, oven) that exercise the sensor's 20 A range switch; or a
+  profile given as (time, power) points (a CSV read by the scenario loader).
+- **Chargers**: an MPPT solar charger and an optional mains charger, both constant-voltage
+  chargers (bulk, absorption, float) that regulate on the pack voltage; an inverter that turns the
+  household's AC demand into DC current. Charger and inverter are enabled by the End board's
+  CHARGE and LOAD relays, as when their remote-on inputs are wired to the relay contacts.
+
+Profiles are computed once for the whole run on the step grid (``Plant.prepare``); the per-step
+work is a few float operations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+SECONDS_PER_DAY = 86_400.0
+
+# ---- sun -----------------------------------------------------------------------------------
+
+
+def solar_zenith_cos(
+    day_of_year: FloatArray | float,
+    solar_time_h: FloatArray | float,
+    latitude_deg: float,
+) -> FloatArray:
+    """cos(zenith) of the sun (NOAA low-precision equations); <= 0 at night."""
+    gamma = 2.0 * np.pi / 365.0 * (np.asarray(day_of_year) - 1.0 + (solar_time_h - 12.0) / 24.0)
+    decl = (
+        0.006918
+        - 0.399912 * np.cos(gamma)
+        + 0.070257 * np.sin(gamma)
+        - 0.006758 * np.cos(2 * gamma)
+        + 0.000907 * np.sin(2 * gamma)
+        - 0.002697 * np.cos(3 * gamma)
+        + 0.00148 * np.sin(3 * gamma)
+    )
+    hour_angle = np.radians(15.0 * (np.asarray(solar_time_h) - 12.0))
+    lat = math.radians(latitude_deg)
+    return np.asarray(
+        math.sin(lat) * np.sin(decl) + math.cos(lat) * np.cos(decl) * np.cos(hour_angle),
+        dtype=np.float64,
+    )
+
+
+def equation_of_time_min(day_of_year: FloatArray | float) -> FloatArray:
+    """How far solar time runs ahead of mean time, in minutes (NOAA)."""
+    gamma = 2.0 * np.pi / 365.0 * (np.asarray(day_of_year) - 1.0)
+    return np.asarray(
+        229.18
+        * (
+            0.000075
+            + 0.001868 * np.cos(gamma)
+            - 0.032077 * np.sin(gamma)
+            - 0.014615 * np.cos(2 * gamma)
+            - 0.040849 * np.sin(2 * gamma)
+        ),
+        dtype=np.float64,
+    )
+
+
+def clear_sky_ghi_w_m2(cos_zenith: FloatArray) -> FloatArray:
+    """Haurwitz clear-sky global horizontal irradiance; 0 with the sun below the horizon."""
+    cz = np.clip(cos_zenith, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ghi = 1098.0 * cz * np.exp(-0.059 / cz)
+    return np.where(cz > 0.01, ghi, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SolarSpec:
+    """A PV array and the sky above it."""
+
+    peak_w: float = 5000.0
+    """Array size (Wp at 1000 W/m2)."""
+    latitude_deg: float = 52.1
+    longitude_deg: float = 5.1
+    utc_offset_h: float = 2.0
+    """Local clock time minus UTC (2 = central European summer time)."""
+    system_efficiency: float = 0.85
+    """Wiring, temperature and MPPT losses, PVWatts style."""
+    cloudiness: float = 0.2
+    """Share of the daytime spent under a cloud (0 = a clear-sky day)."""
+    cloud_attenuation: float = 0.3
+    """Irradiance under a cloud, as a fraction of clear sky."""
+    mean_clear_s: float = 600.0
+    """Mean time between clouds when ``cloudiness`` is 0.5 (scaled for other values)."""
+    mean_cloud_s: float = 180.0
+    edge_enhancement: float = 1.25
+    """Irradiance right after a cloud leaves the sun, as a fraction of clear sky."""
+    edge_s: float = 30.0
+    smoothing_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.peak_w < 0:
+            raise ValueError("peak_w must be >= 0")
+        if not -90.0 <= self.latitude_deg <= 90.0:
+            raise ValueError(f"latitude_deg {self.latitude_deg} is out of range (-90..90)")
+        if not -180.0 <= self.longitude_deg <= 180.0:
+            raise ValueError(f"longitude_deg {self.longitude_deg} is out of range (-180..180)")
+        if not 0.0 <= self.cloudiness < 1.0:
+            raise ValueError(f"cloudiness {self.cloudiness} is out of range (0..<1)")
+        for name in ("system_efficiency", "cloud_attenuation"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} {getattr(self, name)} is out of range (0..1)")
+        for name in ("mean_clear_s", "mean_cloud_s", "smoothing_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+def cloud_factor(times_s: FloatArray, spec: SolarSpec, seed: int) -> FloatArray:
+    """The seeded cloud layer: the fraction of clear-sky irradiance at each of ``times_s``."""
+    n = len(times_s)
+    if n == 0 or spec.cloudiness <= 0.0:
+        return np.ones(n)
+    rng = np.random.default_rng(seed)
+    # Dwell times: clouds last mean_cloud_s; the clear gaps are sized so that the share of time
+    # under a cloud is ``cloudiness``.
+    mean_cloud = spec.mean_cloud_s
+    mean_clear = mean_cloud * (1.0 - spec.cloudiness) / spec.cloudiness
+    start, end = float(times_s[0]), float(times_s[-1]) + 1.0
+    edges = [start]
+    states = [bool(rng.random() < spec.cloudiness)]
+    t = start
+    while t < end:
+        t += float(rng.exponential(mean_cloud if states[-1] else mean_clear))
+        edges.append(t)
+        states.append(not states[-1])
+    edge_array = np.asarray(edges)
+    segment = np.searchsorted(edge_array, times_s, side="right") - 1
+    cloudy = np.asarray(states)[segment]
+    factor = np.where(cloudy, spec.cloud_attenuation, 1.0)
+    # Edge enhancement: just after a cloud leaves, the cloud's bright edge lifts the irradiance.
+    since_edge = times_s - edge_array[segment]
+    came_out = ~cloudy & (segment > 0)
+    factor = np.where(came_out & (since_edge < spec.edge_s), spec.edge_enhancement, factor)
+    # A first-order low-pass over the sample grid (the array's size smooths the shadow's edge).
+    if len(times_s) > 1:
+        dt = float(times_s[1] - times_s[0])
+        alpha = 1.0 - math.exp(-dt / spec.smoothing_s)
+        if alpha < 1.0:
+            out = np.empty(n)
+            level = float(factor[0])
+            for i, value in enumerate(factor.tolist()):
+                level += alpha * (value - level)
+                out[i] = level
+            factor = out
+    return np.asarray(factor, dtype=np.float64)
+
+
+def solar_power_w(times_s: FloatArray, day_of_year: int, spec: SolarSpec, seed: int) -> FloatArray:
+    """DC power the array offers at ``times_s`` (local clock seconds from midnight of day 1)."""
+    day = day_of_year + np.floor(times_s / SECONDS_PER_DAY)
+    clock_h = (times_s % SECONDS_PER_DAY) / 3600.0
+    solar_h = (
+        clock_h - spec.utc_offset_h + spec.longitude_deg / 15.0 + equation_of_time_min(day) / 60.0
+    )
+    ghi = clear_sky_ghi_w_m2(solar_zenith_cos(day, solar_h, spec.latitude_deg))
+    ghi = ghi * cloud_factor(times_s, spec, seed)
+    return np.asarray(spec.peak_w * ghi / 1000.0 * spec.system_efficiency, dtype=np.float64)
+
+
+# ---- household -----------------------------------------------------------------------------
+
+#: Our estimate of a European household's day, hour by hour (0 = midnight), as a multiple of the
+#: mean power: a night base of fridge and standby, a morning peak, a flat day and the evening
+#: peak of cooking and lighting. The appliance events below come on top.
+HOUSEHOLD_SHAPE: tuple[float, ...] = (
+    0.55, 0.50, 0.48, 0.47, 0.47, 0.50, 0.70, 1.05, 1.10, 0.95, 0.90, 0.95,
+    1.05, 0.95, 0.85, 0.85, 0.95, 1.20, 1.55, 1.60, 1.45, 1.30, 1.05, 0.75,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Appliance:
+    """An appliance that runs now and then: ``per_day`` runs at random times in its hours."""
+
+    name: str
+    power_w: float
+    duration_s: float
+    per_day: float
+    from_h: float = 6.0
+    to_h: float = 23.0
+
+
+APPLIANCES: tuple[Appliance, ...] = (
+    Appliance("kettle", 2000.0, 180.0, 3.0, 6.5, 22.0),
+    Appliance("microwave", 1100.0, 240.0, 1.5, 11.0, 20.0),
+    Appliance("washing machine", 2000.0, 1200.0, 0.5, 8.0, 18.0),
+    Appliance("oven", 2400.0, 2400.0, 0.4, 17.0, 19.5),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """The household's AC demand."""
+
+    annual_kwh: float = 3500.0
+    """Sets the mean of the built-in daily shape (3500 kWh/a is a mean of 400 W)."""
+    appliances: bool = True
+    points: tuple[tuple[float, float], ...] | None = None
+    """A profile instead of the built-in one: (time s, power W), held until the next point."""
+    repeat_s: float | None = None
+    """The profile's period (e.g. 86400 for one day), None = held after its last point."""
+    constant_w: float = 0.0
+    """A constant load on top (e.g. a standby consumer on the inverter)."""
+
+    def __post_init__(self) -> None:
+        if self.annual_kwh < 0 or self.constant_w < 0:
+            raise ValueError("annual_kwh and constant_w must be >= 0")
+        if self.points is not None:
+            if not self.points:
+                raise ValueError("a load profile needs at least one point")
+            times = [t for t, _ in self.points]
+            if any(b <= a for a, b in itertools.pairwise(times)):
+                raise ValueError("load profile times must increase")
+            if any(p < 0 for _, p in self.points):
+                raise ValueError("load profile powers must be >= 0")
+        if self.repeat_s is not None and not self.repeat_s > 0:
+            raise ValueError("repeat_s must be > 0")
+
+
+def household_power_w(times_s: FloatArray, spec: LoadSpec, seed: int) -> FloatArray:
+    """The AC demand at ``times_s`` (local clock seconds from midnight)."""
+    if spec.points is not None:
+        t = np.asarray([p[0] for p in spec.points])
+        w = np.asarray([p[1] for p in spec.points])
+        at = times_s % spec.repeat_s if spec.repeat_s is not None else times_s
+        index = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(t) - 1)
+        return np.asarray(w[index] + spec.constant_w, dtype=np.float64)
+    mean_w = spec.annual_kwh * 1000.0 / 8760.0
+    hour = (times_s % SECONDS_PER_DAY) / 3600.0
+    # Interpolated between the hour centres (periodic over the day), so the demand has no steps
+    # at the full hour.
+    centres = np.arange(24) + 0.5
+    power = mean_w * np.interp(hour, centres, np.asarray(HOUSEHOLD_SHAPE), period=24.0)
+    if spec.appliances and len(times_s):
+        rng = np.random.default_rng(seed)
+        first_day = int(times_s[0] // SECONDS_PER_DAY)
+        last_day = int(times_s[-1] // SECONDS_PER_DAY)
+        for day in range(first_day, last_day + 1):
+            for appliance in APPLIANCES:
+                for _ in range(int(rng.poisson(appliance.per_day))):
+                    start = day * SECONDS_PER_DAY + 3600.0 * float(
+                        rng.uniform(appliance.from_h, appliance.to_h)
+                    )
+                    on = (times_s >= start) & (times_s < start + appliance.duration_s)
+                    power = power + np.where(on, appliance.power_w, 0.0)
+    return np.asarray(power + spec.constant_w, dtype=np.float64)
+
+
+# ---- chargers and inverter -----------------------------------------------------------------
+
+
+class ChargePhase(Enum):
+    """The phase of a constant-voltage charger."""
+
+    OFF = "off"
+    BULK = "bulk"
+    ABSORPTION = "absorption"
+    FLOAT = "float"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerSpec:
+    """A constant-voltage charger (MPPT or mains) with bulk, absorption and float."""
+
+    max_current_a: float
+    absorption_v: float
+    float_v: float
+    absorption_s: float = 3600.0
+    """Longest time in absorption before float."""
+    tail_current_a: float = 2.0
+    """Absorption ends early when the current falls below this."""
+    rebulk_v: float | None = None
+    """In float, below this the charger starts a new bulk; None = float - 0.2 V per 4 cells."""
+
+    def __post_init__(self) -> None:
+        if self.max_current_a < 0:
+            raise ValueError("max_current_a must be >= 0")
+        if not 0 < self.float_v <= self.absorption_v:
+            raise ValueError("voltages must satisfy 0 < float_v <= absorption_v")
+
+
+class Charger:
+    """A constant-voltage charger's state; ``current_a`` is its output for the next step."""
+
+    def __init__(self, spec: ChargerSpec, cell_count: int) -> None:
+        self.spec = spec
+        self.phase = ChargePhase.OFF
+        self.current_a = 0.0
+        self._absorption_s = 0.0
+        self._rebulk_v = (
+            spec.rebulk_v if spec.rebulk_v is not None else spec.float_v - 0.05 * cell_count
+        )
+
+    def step(
+        self,
+        available_a: float,
+        pack_voltage_v: float,
+        resistance_ohm: float,
+        enabled: bool,
+        dt_s: float,
+    ) -> float:
+        """The current for the next ``dt_s``: at most ``available_a``, regulated on the voltage.
+
+        The regulation solves the pack's ohmic response (``resistance_ohm``) for the target
+        voltage each step: a deadbeat controller for R0, slightly under-correcting for the RC
+        part, so it settles without overshoot for any step.
+        """
+        spec = self.spec
+        if not enabled:
+            self.phase = ChargePhase.OFF
+            self.current_a = 0.0
+            return 0.0
+        if self.phase is ChargePhase.OFF:
+            self.phase = ChargePhase.BULK
+        if available_a <= 0.0:
+            # Night (or no source): the next morning starts with a new bulk phase, as MPPT
+            # chargers do.
+            self.phase = ChargePhase.BULK
+            self.current_a = 0.0
+            return 0.0
+        target_v = spec.float_v if self.phase is ChargePhase.FLOAT else spec.absorption_v
+        limit_a = min(available_a, spec.max_current_a)
+        wanted = self.current_a + (target_v - pack_voltage_v) / resistance_ohm
+        current = max(0.0, min(limit_a, wanted))
+        if self.phase is ChargePhase.BULK and current < limit_a and wanted < limit_a:
+            self.phase = ChargePhase.ABSORPTION
+            self._absorption_s = 0.0
+        elif self.phase is ChargePhase.ABSORPTION:
+            self._absorption_s += dt_s
+            regulating = wanted < limit_a
+            if self._absorption_s >= spec.absorption_s or (
+                regulating and current < spec.tail_current_a
+            ):
+                self.phase = ChargePhase.FLOAT
+        elif (
+            self.phase is ChargePhase.FLOAT
+            and pack_voltage_v < self._rebulk_v
+            and (wanted >= limit_a)
+        ):
+            self.phase = ChargePhase.BULK
+        self.current_a = current
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class InverterSpec:
+    """An inverter on the pack that serves the household's AC demand."""
+
+    max_power_w: float = 5000.0
+    efficiency: float = 0.94
+    idle_w: float = 20.0
+    """Own consumption while on."""
+
+    def __post_init__(self) -> None:
+        if self.max_power_w < 0 or self.idle_w < 0:
+            raise ValueError("max_power_w and idle_w must be >= 0")
+        if not 0.0 < self.efficiency <= 1.0:
+            raise ValueError(f"efficiency {self.efficiency} is out of range (>0..1)")
+
+    def dc_current_a(self, ac_w: float, pack_voltage_v: float) -> float:
+        """The DC current drawn for ``ac_w`` of AC demand (limited to the inverter's power)."""
+        ac = min(ac_w, self.max_power_w)
+        return (ac / self.efficiency + self.idle_w) / max(pack_voltage_v, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PlantSpec:
+    """Everything around the pack. None switches a part off."""
+
+    solar: SolarSpec | None = field(default_factory=SolarSpec)
+    solar_charger: ChargerSpec | None = None
+    """None = sized from the pack: 100 A, absorption and float from V-balance."""
+    load: LoadSpec | None = field(default_factory=LoadSpec)
+    inverter: InverterSpec = field(default_factory=InverterSpec)
+    mains_charger: ChargerSpec | None = None
+    mains_from_h: float = 0.0
+    """The mains charger runs between these local hours (e.g. cheap night tariff)."""
+    mains_to_h: float = 24.0
+    bypass_load_w: float = 0.0
+    """A load wired around the current sensors (a wiring fault): drains the pack unseen, and
+    is not switched by the LOAD relay."""
+    day_of_year: int = 172
+    """The first day (172 = 21 June)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.day_of_year <= 366:
+            raise ValueError(f"day_of_year {self.day_of_year} is out of range (1..366)")
+        if self.bypass_load_w < 0:
+            raise ValueError("bypass_load_w must be >= 0")
+        if not 0.0 <= self.mains_from_h <= 24.0 or not 0.0 <= self.mains_to_h <= 24.0:
+            raise ValueError("mains hours must be in 0..24")
+
+
+@dataclass(frozen=True, slots=True)
+class PlantCurrents:
+    """One step's currents, all >= 0."""
+
+    charger_a: float
+    """Into the battery through sensor 1 (solar plus mains)."""
+    load_a: float
+    """Out of the battery through sensor 2 (the inverter)."""
+    bypass_a: float
+    """Out of the battery around the sensors."""
+    solar_w: float
+    """What the array offered (before the charger's limits)."""
+    demand_w: float
+    """The household's AC demand (served by the grid while the inverter is off)."""
+
+    @property
+    def battery_a(self) -> float:
+        """The true battery current, + = charging."""
+        return self.charger_a - self.load_a - self.bypass_a
+
+
+class Plant:
+    """The plant for one run: profiles on the step grid, chargers with their state."""
+
+    def __init__(
+        self,
+        spec: PlantSpec,
+        cell_count: int,
+        vbalance_v: float,
+        times_s: FloatArray,
+    ) -> None:
+        """``times_s``: every step's start, local clock seconds from midnight of the first day."""
+        self.spec = spec
+        self.times_s = times_s
+        solar = spec.solar
+        self.solar_w: list[float] = (
+            solar_power_w(times_s, spec.day_of_year, solar, spec.seed).tolist()
+            if solar is not None
+            else [0.0] * len(times_s)
+        )
+        self.demand_w: list[float] = (
+            household_power_w(times_s, spec.load, spec.seed + 1).tolist()
+            if spec.load is not None
+            else [0.0] * len(times_s)
+        )
+        hours = (times_s % SECONDS_PER_DAY) / 3600.0
+        lo, hi = spec.mains_from_h, spec.mains_to_h
+        mains_on = (hours >= lo) & (hours < hi) if lo <= hi else (hours >= lo) | (hours < hi)
+        self.mains_on: list[bool] = mains_on.tolist()
+        charger = spec.solar_charger or ChargerSpec(
+            max_current_a=100.0,
+            absorption_v=round(cell_count * (vbalance_v + 0.05), 2),
+            float_v=round(cell_count * (vbalance_v - 0.05), 2),
+        )
+        self.solar_charger = Charger(charger, cell_count)
+        self.mains_charger = (
+            Charger(spec.mains_charger, cell_count) if spec.mains_charger is not None else None
+        )
+
+    def currents(
+        self,
+        k: int,
+        pack_voltage_v: float,
+        resistance_ohm: float,
+        charge_enabled: bool,
+        load_enabled: bool,
+        dt_s: float,
+    ) -> PlantCurrents:
+        """The currents of step ``k`` given the pack's last voltage and the relays."""
+        v = max(pack_voltage_v, 1.0)
+        solar_w = self.solar_w[k]
+        solar_previous_a = self.solar_charger.current_a
+        charger_a = self.solar_charger.step(
+            solar_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s
+        )
+        mains = self.mains_charger
+        if mains is not None:
+            # Both chargers regulate on the same voltage: the mains charger sees the voltage
+            # the solar charger's new current will give, so the two do not both correct.
+            solar_change_a = charger_a - solar_previous_a
+            charger_a += mains.step(
+                math.inf,
+                pack_voltage_v + solar_change_a * resistance_ohm,
+                resistance_ohm,
+                charge_enabled and self.mains_on[k],
+                dt_s,
+            )
+        demand_w = self.demand_w[k]
+        load_a = self.spec.inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        bypass_a = self.spec.bypass_load_w / v
+        return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
