@@ -1,7 +1,8 @@
 """The import rules of design/architecture.md section 3, kept true by an ``ast`` walk.
 
-1. twin.model and twin.protocol import no I/O, clock, asyncio, logging or protocol library, no
-   third-party package but numpy, and no twin package outside model/protocol.
+1. twin.model, twin.protocol and twin.emulator (the pure core) import no I/O, clock, asyncio,
+   logging or protocol library, no third-party package but numpy, and no twin package outside
+   the core; model and protocol never import the emulator built on them.
 2. twin.sources and twin.exporters import only twin.model, twin.protocol and twin.errors from
    twin, and never each other.
 3. Each protocol library is imported by exactly one module.
@@ -19,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CORE = ("twin.model", "twin.protocol")
+CORE = ("twin.model", "twin.protocol", "twin.emulator")
 #: Standard-library modules that do I/O, read a clock or schedule: not in the pure core.
 CORE_FORBIDDEN_STDLIB = {
     "asyncio",
@@ -132,7 +133,10 @@ def check_imports(root: Path) -> list[str]:
             if _within(imp.target, "twin.exporters") and not _within(imp.module, "twin.exporters"):
                 sees_exporters.add(imp.module)
             if any(_within(imp.module, core) for core in CORE):
-                if top == "twin":
+                below_emulator = not _within(imp.module, "twin.emulator")
+                if below_emulator and _within(imp.target, "twin.emulator"):
+                    violations.append(f"rule 1: {where}: model/protocol never import the emulator")
+                elif top == "twin":
                     if not any(_within(imp.target, core) for core in CORE) and imp.target != "twin":
                         violations.append(f"rule 1: {where}: the core imports only model/protocol")
                 elif top in CORE_FORBIDDEN_STDLIB:
@@ -199,6 +203,11 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ({"twin/model/bad.py": "from twin.config import load_config\n"}, "imports twin.config"),
         ({"twin/model/bad.py": "from ..errors import ConfigError\n"}, "imports twin.errors"),
         ({"twin/model/bad.py": "from twin import app\n"}, "imports twin.app"),
+        ({"twin/emulator/bad.py": "import time\n"}, "rule 1: twin.emulator.bad"),
+        (
+            {"twin/model/bad.py": "from twin.emulator import Simulation\n"},
+            "never import the emulator",
+        ),
         (
             {"twin/model/bad.py": "import importlib\nimportlib.import_module('asyncio')\n"},
             "imports asyncio",

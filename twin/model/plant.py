@@ -208,6 +208,10 @@ APPLIANCES: tuple[Appliance, ...] = (
 )
 
 
+#: The appliances' mean power over a day (W).
+APPLIANCES_MEAN_W = sum(a.power_w * a.duration_s * a.per_day for a in APPLIANCES) / SECONDS_PER_DAY
+
+
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
     """The household's AC demand."""
@@ -246,11 +250,15 @@ def household_power_w(times_s: FloatArray, spec: LoadSpec, seed: int) -> FloatAr
         index = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(t) - 1)
         return np.asarray(w[index] + spec.constant_w, dtype=np.float64)
     mean_w = spec.annual_kwh * 1000.0 / 8760.0
+    if spec.appliances:
+        # The appliances are part of the annual consumption: the base shape carries the rest.
+        mean_w = max(0.0, mean_w - APPLIANCES_MEAN_W)
     hour = (times_s % SECONDS_PER_DAY) / 3600.0
     # Interpolated between the hour centres (periodic over the day), so the demand has no steps
     # at the full hour.
     centres = np.arange(24) + 0.5
-    power = mean_w * np.interp(hour, centres, np.asarray(HOUSEHOLD_SHAPE), period=24.0)
+    shape = np.asarray(HOUSEHOLD_SHAPE) / (sum(HOUSEHOLD_SHAPE) / 24.0)
+    power = mean_w * np.interp(hour, centres, shape, period=24.0)
     if spec.appliances and len(times_s):
         rng = np.random.default_rng(seed)
         first_day = int(times_s[0] // SECONDS_PER_DAY)

@@ -1,0 +1,127 @@
+"""The plant: sun, clouds, household, chargers and inverter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin.model.pack import Pack, PackSpec, Spread
+from twin.model.plant import (
+    ChargePhase,
+    Charger,
+    ChargerSpec,
+    InverterSpec,
+    LoadSpec,
+    Plant,
+    PlantSpec,
+    SolarSpec,
+    cloud_factor,
+    household_power_w,
+    solar_power_w,
+)
+
+DAY = np.arange(0.0, 86_400.0, 60.0)
+
+
+def test_the_sun_is_down_at_night_and_highest_near_solar_noon() -> None:
+    clear = SolarSpec(peak_w=5000.0, cloudiness=0.0)
+    power = solar_power_w(DAY, 172, clear, seed=0)
+    hours = DAY / 3600.0
+    assert power[(hours < 4.0) | (hours > 22.5)].max() == 0.0
+    noon_h = hours[int(power.argmax())]
+    # Utrecht (5.1 E) on CEST: solar noon at about 13:40 local time.
+    assert 13.2 < noon_h < 14.1
+    # Haurwitz peaks near 900 W/m2 in June at 52 N: 5 kWp x 0.85 gives about 3.8 kW.
+    assert 3300.0 < power.max() < 4300.0
+
+
+def test_a_winter_day_yields_much_less_than_a_summer_day() -> None:
+    clear = SolarSpec(peak_w=5000.0, cloudiness=0.0, utc_offset_h=1.0)
+    june = solar_power_w(DAY, 172, clear, 0).sum() * 60 / 3600
+    december = solar_power_w(DAY, 355, clear, 0).sum() * 60 / 3600
+    assert june > 4 * december > 0
+
+
+def test_clouds_are_seeded_and_cover_the_share_asked_for() -> None:
+    times = np.arange(0.0, 20 * 86_400.0, 10.0)
+    spec = SolarSpec(cloudiness=0.3)
+    a = cloud_factor(times, spec, seed=4)
+    assert np.array_equal(a, cloud_factor(times, spec, seed=4))
+    assert not np.array_equal(a, cloud_factor(times, spec, seed=5))
+    shaded = float((a < 0.5).mean())
+    assert 0.2 < shaded < 0.4
+    assert a.max() <= spec.edge_enhancement + 1e-9
+    assert np.all(cloud_factor(times, SolarSpec(cloudiness=0.0), 1) == 1.0)
+
+
+def test_the_household_profile_has_the_annual_mean_and_an_evening_peak() -> None:
+    times = np.arange(0.0, 86_400.0, 1.0)
+    power = household_power_w(times, LoadSpec(annual_kwh=3500.0, appliances=False), 0)
+    assert power.mean() == pytest.approx(3500e3 / 8760, rel=0.02)
+    hours = times / 3600.0
+    assert power[(hours > 18) & (hours < 21)].mean() > 1.3 * power[(hours > 1) & (hours < 5)].mean()
+    with_appliances = household_power_w(times, LoadSpec(annual_kwh=3500.0), 3)
+    assert with_appliances.max() >= 2000.0  # a kettle: the sensor's 20 A range switch
+    year = np.arange(0.0, 365 * 86_400.0, 60.0)
+    annual_kwh = household_power_w(year, LoadSpec(annual_kwh=3500.0), 3).mean() * 8.76
+    assert annual_kwh == pytest.approx(3500.0, rel=0.05)
+
+
+def test_a_given_profile_is_held_between_points_and_repeats() -> None:
+    spec = LoadSpec(points=((0.0, 100.0), (3600.0, 500.0)), repeat_s=7200.0)
+    times = np.array([0.0, 1800.0, 3600.0, 7199.0, 7200.0, 10_800.0])
+    assert household_power_w(times, spec, 0).tolist() == [100, 100, 500, 500, 100, 500]
+    with pytest.raises(ValueError, match="increase"):
+        LoadSpec(points=((0.0, 1.0), (0.0, 2.0)))
+
+
+def _charge_to_absorption(spec: ChargerSpec) -> tuple[Pack, Charger, list[float]]:
+    pack = Pack(PackSpec(cell_count=16, spread=Spread.MATCHED, initial_soc_pct=93.0))
+    charger = Charger(spec, 16)
+    voltages = []
+    for _ in range(4000):
+        current = charger.step(200.0, pack.pack_voltage_v, pack.ohmic_resistance_ohm, True, 1.0)
+        pack.step(current, 1.0, None)
+        voltages.append(pack.pack_voltage_v)
+    return pack, charger, voltages
+
+
+def test_the_charger_regulates_to_its_voltage_without_overshoot() -> None:
+    spec = ChargerSpec(max_current_a=100.0, absorption_v=55.2, float_v=54.0, absorption_s=7200.0)
+    _, charger, voltages = _charge_to_absorption(spec)
+    assert max(voltages) < 55.2 + 0.05
+    assert voltages[-1] == pytest.approx(55.2, abs=0.03)
+    assert charger.phase in (ChargePhase.ABSORPTION, ChargePhase.FLOAT)
+    assert charger.current_a < 100.0
+
+
+def test_the_charger_floats_after_absorption_and_stops_when_disabled() -> None:
+    spec = ChargerSpec(max_current_a=100.0, absorption_v=55.2, float_v=54.0, absorption_s=600.0)
+    pack, charger, voltages = _charge_to_absorption(spec)
+    assert charger.phase is ChargePhase.FLOAT
+    # Above its float voltage the charger gives nothing; the pack rests.
+    assert charger.current_a == 0.0
+    assert max(voltages) < 55.2 + 0.05
+    assert charger.step(200.0, pack.pack_voltage_v, 0.005, False, 1.0) == 0.0
+    assert charger.phase in (ChargePhase.OFF,)  # (a tuple: mypy narrowed the phase above)
+
+
+def test_the_inverter_draws_its_demand_plus_losses_within_its_power() -> None:
+    inverter = InverterSpec(max_power_w=3000.0, efficiency=0.9, idle_w=20.0)
+    assert inverter.dc_current_a(900.0, 50.0) == pytest.approx((1000.0 + 20.0) / 50.0)
+    assert inverter.dc_current_a(9000.0, 50.0) == pytest.approx((3000.0 / 0.9 + 20.0) / 50.0)
+
+
+def test_the_relays_gate_the_plant() -> None:
+    times = 12 * 3600.0 + np.arange(10.0)
+    plant = Plant(PlantSpec(solar=SolarSpec(cloudiness=0.0)), 16, 3.4, times)
+    on = plant.currents(0, 52.0, 0.005, True, True, 1.0)
+    assert on.charger_a > 10.0 and on.load_a > 0.0
+    off = plant.currents(1, 52.0, 0.005, False, False, 1.0)
+    assert off.charger_a == 0.0 and off.load_a == 0.0
+    assert off.demand_w > 0.0  # the household still wants power: the grid serves it
+    bypass = Plant(PlantSpec(bypass_load_w=52.0), 16, 3.4, times).currents(
+        0, 52.0, 0.005, False, False, 1.0
+    )
+    assert bypass.bypass_a == pytest.approx(1.0)  # not switched by the LOAD relay
+    assert bypass.battery_a == pytest.approx(-1.0)
