@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import lfp_settings, reading
 from twin.model.inputs import BmsInputs
 from twin.model.logic import BmsLogic, LogicState
+from twin.model.relays import decide_relays, decide_relays_fast
 from twin.model.settings import RelayMode
 from twin.model.soc import SocState
 
@@ -102,3 +105,33 @@ def test_energy_in_minus_out_matches_the_battery_energy(
     scale = max(1.0, state.energy.harvested_total_wh + state.energy.consumed_total_wh)
     assert abs(net_wh - expected_wh) <= 1e-9 * scale
     assert state.energy.harvested_today_wh <= state.energy.harvested_total_wh
+
+
+@given(
+    readings(),
+    st.booleans(),
+    st.booleans(),
+    st.floats(0.0, 100.0),
+    st.sampled_from(list(RelayMode)),
+    st.sampled_from([0.0, 10.0, 90.0, 100.0]),
+)
+def test_the_fast_relay_decision_is_the_tables_decision(
+    inputs: BmsInputs,
+    previous_charge: bool,
+    previous_discharge: bool,
+    soc_pct: float,
+    mode: RelayMode,
+    restart_pct: float,
+) -> None:
+    settings = lfp_settings(mode=mode, charge_restart_pct=restart_pct)
+    # Exact threshold values as well: the comparisons must be the tables' own (< vs <=).
+    for reading_ in (
+        inputs,
+        dataclasses.replace(inputs, min_cell_voltage_v=2.90, max_cell_voltage_v=3.40),
+        dataclasses.replace(inputs, min_cell_voltage_v=3.40, max_cell_voltage_v=3.70),
+        dataclasses.replace(inputs, min_temp_c=0.0, max_temp_c=55.0),
+    ):
+        for soc in (soc_pct, restart_pct, 10.0):
+            assert decide_relays_fast(
+                previous_charge, previous_discharge, reading_, soc, settings
+            ) == decide_relays(previous_charge, previous_discharge, reading_, soc, settings)

@@ -207,7 +207,11 @@ class EmulatedChain:
                     self.state = self.logic.step(last.with_comm_error(), now_s, local_day)
             return None
         self._silent_cycles = 0
-        volts = np.round((self.pack.voltage_v + self._v_offset) * 200.0) * self._v_step
+        # What the boards measure, in the frame's 5 mV steps (np.rint: half the cost of round).
+        volts = self.pack.voltage_v + self._v_offset
+        volts *= 200.0
+        np.rint(volts, out=volts)
+        volts *= self._v_step
         lo, hi = int(volts.argmin()), int(volts.argmax())
         vmin, vmax = float(volts[lo]), float(volts[hi])
         self._temperatures()

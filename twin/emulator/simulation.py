@@ -406,6 +406,8 @@ class Simulation:
         self.noise_probability = 0.0
         self._noise_rng = np.random.default_rng(seed + 21)
         self.changes: list[RelayChange] = []
+        self._last_charger_a = self._last_load_a = 0.0
+        """The plant's currents of the last step (a calibration bakes them in)."""
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -452,8 +454,7 @@ class Simulation:
             if action.target in ("both", "twin"):
                 self.twin.update_settings(apply_changes(self.twin.settings, action.changes))
         elif isinstance(action, Calibrate):
-            last = self._last_currents
-            self.wiring.calibrate(last[0], last[1])
+            self.wiring.calibrate(self._last_charger_a, self._last_load_a)
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -492,7 +493,7 @@ class Simulation:
         first_e: float | None = None
         recalibrations = 0
         was_full = False
-        self._last_currents = (0.0, 0.0)
+        self._last_charger_a = self._last_load_a = 0.0
         resistance = pack.ohmic_resistance_ohm
         twin_state: PackState | None = None
         bms_state: PackState | None = None
@@ -510,7 +511,7 @@ class Simulation:
                 resistance = pack.ohmic_resistance_ohm
             currents = plant.currents(k, pack.pack_voltage_v, resistance, bms_charge, bms_load, dt)
             charger_a, load_a, bypass_a = currents.charger_a, currents.load_a, currents.bypass_a
-            self._last_currents = (charger_a, load_a)
+            self._last_charger_a, self._last_load_a = charger_a, load_a
             battery_a = charger_a - load_a - bypass_a
             pack.step(battery_a, dt, vbalance, ambient_c)
             wiring.advance(dt)

@@ -185,14 +185,13 @@ def follow(
     resume_threshold: float,
 ) -> Ramp:
     """Move a published limit towards ``target``: down at once, up held, ramped and gated."""
+    # An unchanged limit returns the same (immutable) object: nothing is built per cycle.
     if ramp is None:
         return Ramp(target)
     if target <= ramp.value:
-        return Ramp(target)
-    if ramp.value <= 0.0 and target < resume_threshold:
-        return Ramp(ramp.value)
-    if target - ramp.value < deadband:
-        return Ramp(ramp.value)
+        return ramp if target == ramp.value and ramp.rising_since_s is None else Ramp(target)
+    if (ramp.value <= 0.0 and target < resume_threshold) or target - ramp.value < deadband:
+        return ramp if ramp.rising_since_s is None else Ramp(ramp.value)
     since = now_s if ramp.rising_since_s is None else ramp.rising_since_s
     if now_s - since < hold_s:
         return Ramp(ramp.value, since)
@@ -423,4 +422,6 @@ def with_limits(
         deadband=deadband,
         resume_threshold=resume,
     )
+    if cvl is state.cvl and ccl is state.ccl and dcl is state.dcl:
+        return state, (cvl.value, ccl.value, dcl.value)
     return LimitState(cvl, ccl, dcl, state.force_charge), (cvl.value, ccl.value, dcl.value)

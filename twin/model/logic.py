@@ -40,10 +40,10 @@ from twin.model.limits import (
     update_force_charge,
     with_limits,
 )
-from twin.model.relays import RelayDecision, decide_relays
+from twin.model.relays import RelayDecision, decide_relays_fast
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState, count_charge, is_full, recalibrate_full, track_empty
-from twin.model.status import StatusFlag
+from twin.model.status import STATUS_FLAGS, StatusFlag
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -80,8 +80,12 @@ class PackState:
     stored_energy_wh: float
     capacity_wh: float
     energy: EnergyCounters
-    powers: Powers
     limits: InverterLimits
+
+    @property
+    def powers(self) -> Powers:
+        """The instantaneous powers of this cycle's reading."""
+        return measure_powers(self.inputs)
 
     @property
     def charge_allowed(self) -> bool:
@@ -96,7 +100,7 @@ class PackState:
     @property
     def status(self) -> StatusFlag:
         """UART status byte 1 as the BMS would send it."""
-        flags = self.warnings.value
+        flags = int(self.warnings)
         if self.charge.allowed:
             flags |= _CHARGE_ALLOWED
         if self.discharge.allowed:
@@ -106,9 +110,6 @@ class PackState:
         return STATUS_FLAGS[flags]
 
 
-#: Every value of the status byte as a ``StatusFlag``: the logic computes with plain ints (an
-#: IntFlag "|" is slow, and this runs every cycle) and converts once through this table.
-STATUS_FLAGS: tuple[StatusFlag, ...] = tuple(StatusFlag(value) for value in range(256))
 _E, _VL, _VH = StatusFlag.E.value, StatusFlag.VL.value, StatusFlag.VH.value
 _TL, _TH = StatusFlag.TL.value, StatusFlag.TH.value
 _CHARGE_ALLOWED = StatusFlag.CHARGE_ALLOWED.value
@@ -160,7 +161,7 @@ _ALARMS: tuple[LimitFlag, ...] = tuple(_alarms(value) for value in range(256))
 
 def alarms_from(warnings: StatusFlag) -> LimitFlag:
     """The inverter alarm set of the BMS warnings (the BMS has acted on each of them)."""
-    return _ALARMS[warnings.value]
+    return _ALARMS[warnings]
 
 
 def _average_current_a(previous: BmsInputs, current: BmsInputs) -> float | None:
@@ -205,6 +206,8 @@ class BmsLogic:
         """What depends on the settings only: computed once, not every cycle."""
         settings, limits = self.settings, self.limit_settings
         self._curves = Curves.of(settings, limits)
+        self._limits: InverterLimits | None = None
+        self._split: tuple[BmsInputs, tuple[float, float]] | None = None
         self._dvl_v = settings.cell_count * (settings.vmin_v + limits.dvl_margin_v)
 
     def clear_counters(self) -> None:
@@ -234,8 +237,14 @@ class BmsLogic:
             if current_a is not None:
                 soc_pct = count_charge(soc_pct, current_a, dt_s, settings)
             one_sensor = settings.sensor.sensor_count == 1
-            in0, out0 = split_power(previous, one_sensor)
+            # The previous reading's split was computed last cycle: reuse it.
+            cached = self._split
+            if cached is not None and cached[0] is previous:
+                in0, out0 = cached[1]
+            else:
+                in0, out0 = split_power(previous, one_sensor)
             in1, out1 = split_power(inputs, one_sensor)
+            self._split = (inputs, (in1, out1))
             hours = dt_s / 3600.0
             energy = add_energy(energy, (in0 + in1) / 2 * hours, (out0 + out1) / 2 * hours)
         since_full_s = soc.time_since_full_s
@@ -249,7 +258,7 @@ class BmsLogic:
             soc = recalibrate_full(soc)
 
         # 3. Relays.
-        decisions = decide_relays(
+        decisions = decide_relays_fast(
             state.charge_allowed, state.discharge_allowed, inputs, soc.soc_pct, settings
         )
         charge_allowed = decisions.charge.allowed
@@ -275,25 +284,44 @@ class BmsLogic:
         force_charge = update_force_charge(
             state.limits.force_charge,
             soc.soc_pct,
-            bool(warnings.value & _VL),
+            int(warnings) & _VL != 0,  # int(): an IntFlag "&" builds a new flag (slow)
             limit_settings,
         )
-        limit_state = LimitState(limit_state.cvl, limit_state.ccl, limit_state.dcl, force_charge)
+        if force_charge != limit_state.force_charge:
+            limit_state = LimitState(
+                limit_state.cvl, limit_state.ccl, limit_state.dcl, force_charge
+            )
         published = (ccl_pub_a, dcl_pub_a)
         full_charge = (
             soc.time_since_full_s is None
             or soc.time_since_full_s >= limit_settings.full_charge_interval_days * SECONDS_PER_DAY
         )
-        limits = InverterLimits(
-            cvl_v,
-            ccl_pub_a,
-            dcl_pub_a,
-            self._dvl_v,
-            force_charge,
-            full_charge,
-            _ALARMS[warnings.value],
-            early_warnings(inputs, published, settings, limit_settings),
-        )
+        alarms = _ALARMS[warnings]
+        early = early_warnings(inputs, published, settings, limit_settings)
+        limits = self._limits
+        # Limits change rarely between cycles: keep the same object while they are equal.
+        if not (
+            limits is not None
+            and limits.charge_voltage_v == cvl_v
+            and limits.charge_current_a == ccl_pub_a
+            and limits.discharge_current_a == dcl_pub_a
+            and limits.force_charge == force_charge
+            and limits.full_charge == full_charge
+            and limits.alarms is alarms
+            and limits.warnings is early
+            and limits.discharge_voltage_v == self._dvl_v
+        ):
+            limits = InverterLimits(
+                cvl_v,
+                ccl_pub_a,
+                dcl_pub_a,
+                self._dvl_v,
+                force_charge,
+                full_charge,
+                alarms,
+                early,
+            )
+            self._limits = limits
 
         # A clock that jumped back re-anchors here: one interval is lost, none is doubled.
         self.state = LogicState(
@@ -310,6 +338,5 @@ class BmsLogic:
             soc.soc_pct / 100.0 * settings.capacity_wh,
             settings.capacity_wh,
             energy,
-            measure_powers(inputs),
             limits,
         )

@@ -274,6 +274,10 @@ class Pack:
         )
         self.voltage_v: FloatArray = np.interp(self.soc, self._xs, self._ys)
         """Terminal voltage per cell."""
+        self.pack_voltage_v = float(self.voltage_v.sum())
+        """The sum of the cell voltages."""
+        self._vmax_v = float(self.voltage_v.max())
+        self._any_balancing = False
         # Heat, temperature-dependent resistance and self-discharge change over minutes: they are
         # updated every THERMAL_INTERVAL_S of simulated time from the averages since the last
         # update, which keeps the per-step work to a few array operations.
@@ -295,11 +299,6 @@ class Pack:
     def cell_count(self) -> int:
         """Cells in series."""
         return self.spec.cell_count
-
-    @property
-    def pack_voltage_v(self) -> float:
-        """The sum of the cell voltages."""
-        return float(self.voltage_v.sum())
 
     @property
     def ohmic_resistance_ohm(self) -> float:
@@ -364,27 +363,48 @@ class Pack:
             self._dt_s = dt_s
             self._refresh_gains()
         voltage = self.voltage_v
-        if vbalance_v is None:
+        if vbalance_v is None or (not self._any_balancing and self._vmax_v <= vbalance_v):
+            # No board bleeds (the common case, checked on last step's highest cell): skip the
+            # balancing arithmetic.
             self.balancing = self._no_balancing
-            bleed = self._zeros
+            bleed = None
         else:
             # The board bleeds through a resistor sized for balance_current_a at V-balance; it
             # starts above V-balance and stops a little below (hysteresis).
             balancing = (voltage > vbalance_v) | (
                 self.balancing & (voltage > vbalance_v - self.spec.balance_hysteresis_v)
             )
-            self.balancing = balancing
-            bleed = balancing * (voltage * (self.spec.balance_current_a / vbalance_v))
-        current = (current_a - self._internal_a) - bleed
+            if balancing.any():
+                self.balancing = balancing
+                bleed = balancing * (voltage * (self.spec.balance_current_a / vbalance_v))
+            else:
+                self.balancing = self._no_balancing
+                bleed = None
+        current = current_a - self._internal_a
+        if bleed is not None:
+            current -= bleed
+            self._heat_bleed += bleed
+            self._any_balancing = True
+            self.balance_current_a = bleed
+        elif self._any_balancing:
+            self._any_balancing = False
+            self.balance_current_a = self._zeros
         soc = self.soc + current * self._soc_gain
-        np.clip(soc, SOC_MIN, SOC_MAX, out=soc)
+        # Two in-place ufuncs: np.clip's Python wrapper costs twice as much.
+        np.maximum(soc, SOC_MIN, out=soc)
+        np.minimum(soc, SOC_MAX, out=soc)
         self.soc = soc
-        self.v1 = self._decay * self.v1 + self._r1_gain * current
-        self.voltage_v = np.interp(soc, self._xs, self._ys) + self.v1 + self._r0 * current
+        v1 = self.v1 * self._decay
+        v1 += self._r1_gain * current
+        self.v1 = v1
+        voltage = np.interp(soc, self._xs, self._ys)
+        voltage += v1
+        voltage += self._r0 * current
+        self.voltage_v = voltage
+        self._vmax_v = float(voltage[voltage.argmax()])
+        self.pack_voltage_v = float(voltage.sum())
         self.cell_current_a = current
-        self.balance_current_a = bleed
         self._heat_i2 += current * current
-        self._heat_bleed += bleed
         self._heat_steps += 1
         self._heat_time_s += dt_s
         if self._heat_time_s >= self.THERMAL_INTERVAL_S:

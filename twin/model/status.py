@@ -27,3 +27,8 @@ class StatusFlag(IntFlag):
     def warnings_mask(cls) -> StatusFlag:
         """The five warning bits E, Vl, Vh, Tl, Th."""
         return cls.E | cls.VL | cls.VH | cls.TL | cls.TH
+
+
+#: Every value of the status byte as a ``StatusFlag``. Code that runs every frame computes with
+#: plain ints and converts through this table: the enum's own constructor and its "|" are slow.
+STATUS_FLAGS: tuple[StatusFlag, ...] = tuple(StatusFlag(value) for value in range(256))

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 
-from twin.model.status import StatusFlag
+from twin.model.status import STATUS_FLAGS, StatusFlag
 
 FRAME_LENGTH = 58
 """Bytes per frame, checksum included."""
@@ -40,6 +40,7 @@ MAX_RAW_KEY = KEY_OFFSET + KEY_COUNT - 1
 
 # Byte offsets of the fields that plausibility checks look at.
 SIGN_OFFSETS = (3, 6, 9)
+_I1_SIGN, _I2_SIGN, _ISUM_SIGN = SIGN_OFFSETS
 MIN_CELL_OFFSET, MAX_CELL_OFFSET, MIN_TEMP_CELL_OFFSET, MAX_TEMP_CELL_OFFSET = 14, 17, 20, 23
 CELL_INDEX_OFFSET = 24
 CELL_COUNT_OFFSET = 25
@@ -102,6 +103,11 @@ class FrameFormat:
 DEFAULT_FORMAT = FrameFormat()
 
 
+_CHARGE_ALLOWED = int(StatusFlag.CHARGE_ALLOWED)
+_DISCHARGE_ALLOWED = int(StatusFlag.DISCHARGE_ALLOWED)
+_COMM_ERROR = int(StatusFlag.E)
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """Every field of one frame, in physical units (``raw_*`` where the byte has no unit).
@@ -146,17 +152,18 @@ class Frame:
     @property
     def allowed_to_charge(self) -> bool:
         """Status bit 0: the BMS allows charging (its CHARGE relay is on)."""
-        return StatusFlag.CHARGE_ALLOWED in self.status
+        # int(): a Flag membership test is slow, and the decoder asks every frame.
+        return int(self.status) & _CHARGE_ALLOWED != 0
 
     @property
     def allowed_to_discharge(self) -> bool:
         """Status bit 1: the BMS allows discharging (its LOAD relay is on)."""
-        return StatusFlag.DISCHARGE_ALLOWED in self.status
+        return int(self.status) & _DISCHARGE_ALLOWED != 0
 
     @property
     def comm_error(self) -> bool:
         """Status bit 2: the chain of cell boards has a communication error (warning E)."""
-        return StatusFlag.E in self.status
+        return int(self.status) & _COMM_ERROR != 0
 
     @property
     def key(self) -> int | None:
@@ -177,10 +184,32 @@ def implausibility(data: bytes | bytearray | memoryview, fmt: FrameFormat = DEFA
     these checks (three sign bytes, cell numbers within the cell count, SOC <= 100, the key
     range of the layout) reject nearly all of those.
     """
+    count = data[CELL_COUNT_OFFSET]
+    # The common case in one expression (every frame passes here); the loop below finds the
+    # reason only when something is wrong.
+    if (
+        data[_I1_SIGN] in SIGN_BYTES
+        and data[_I2_SIGN] in SIGN_BYTES
+        and data[_ISUM_SIGN] in SIGN_BYTES
+        and max(
+            data[MIN_CELL_OFFSET],
+            data[MAX_CELL_OFFSET],
+            data[MIN_TEMP_CELL_OFFSET],
+            data[MAX_TEMP_CELL_OFFSET],
+            data[CELL_INDEX_OFFSET],
+        )
+        <= count
+        and data[SOC_OFFSET] <= 100
+        and (
+            data[KEY_BYTE_OFFSET] <= MAX_RAW_KEY
+            if fmt.layout is FirmwareLayout.KEY_VALUE
+            else data[KEY_BYTE_OFFSET] <= 23 and data[VALUE_BYTE_OFFSET] <= 59
+        )
+    ):
+        return ""
     for offset, name in zip(SIGN_OFFSETS, ("I1", "I2", "I-sum"), strict=True):
         if data[offset] not in SIGN_BYTES:
             return f"sign byte of {name} is 0x{data[offset]:02X}, not '+', '-' or 'X'"
-    count = data[CELL_COUNT_OFFSET]
     for offset, name in (
         (CELL_INDEX_OFFSET, "rotating cell"),
         (MIN_CELL_OFFSET, "lowest-voltage cell"),
@@ -259,7 +288,7 @@ def unpack_frame(data: bytes | bytearray | memoryview, fmt: FrameFormat = DEFAUL
         cells,
         cell_v / 200,
         t_cell,
-        StatusFlag(status),
+        STATUS_FLAGS[status],
         (e_in_hi << 16) | e_in_lo,
         (e_st_hi << 16) | e_st_lo,
         (e_out_hi << 16) | e_out_lo,
@@ -318,6 +347,77 @@ def _temp_raw(name: str, value_c: float, scale: TemperatureScale) -> int:
 
 def encode_frame(frame: Frame, fmt: FrameFormat = DEFAULT_FORMAT) -> bytes:
     """The 58 bytes of ``frame``, checksum included; raises ``ValueError`` if a field won't fit."""
+    try:
+        body = _pack_unchecked(frame, fmt)
+    except (struct.error, ValueError, OverflowError, TypeError):
+        body = None  # the checked path below names the field that does not fit
+    if body is not None:
+        return body + bytes((sum(body) & 0xFF,))
+    return _encode_checked(frame, fmt)
+
+
+def _pack_unchecked(frame: Frame, fmt: FrameFormat) -> bytes | None:
+    """The fast path: every field rounded and packed; ``struct`` refuses what does not fit.
+
+    Every unsigned field of the layout is a B or H (24-bit values are a B and an H), so
+    ``struct.pack`` raises for anything negative or too large, ``round`` for NaN or infinity.
+    Returns None for what it cannot vouch for (a NaN current, a negative 24-bit value).
+    """
+    c1, c2, c3 = frame.current1_a, frame.current2_a, frame.battery_current_a
+    signs = []
+    magnitudes = []
+    for value in (c1, c2, c3):
+        if value is None:
+            signs.append(SIGN_ABSENT)
+            magnitudes.append(0)
+        elif value > 0.0:
+            signs.append(SIGN_PLUS)
+            magnitudes.append(round(value * 8))
+        elif value < 0.0:
+            signs.append(SIGN_MINUS)
+            magnitudes.append(round(-value * 8))
+        elif value == 0.0:
+            # "+ 0" and "- 0" are both on the wire: the sign of the zero decides, as in _signed.
+            signs.append(SIGN_MINUS if math.copysign(1.0, value) < 0 else SIGN_PLUS)
+            magnitudes.append(0)
+        else:
+            return None  # NaN: the checked path names the field
+    if fmt.temperature_scale is TemperatureScale.APP:
+        t_lo = round((frame.min_temp_c + 232.0) / 0.857)
+        t_hi = round((frame.max_temp_c + 232.0) / 0.857)
+        t_cell = round((frame.cell_temp_c + 232.0) / 0.857)
+    else:
+        t_lo = round(frame.min_temp_c) + 276
+        t_hi = round(frame.max_temp_c) + 276
+        t_cell = round(frame.cell_temp_c) + 276
+    pack = round(frame.pack_voltage_v * 200)
+    e_in, e_st, e_out = frame.energy_in_today_wh, frame.energy_stored_wh, frame.energy_out_today_wh
+    tot_in, tot_out = frame.energy_in_total_kwh, frame.energy_out_total_kwh
+    if min(pack, e_in, e_st, e_out, tot_in, tot_out) < 0:
+        return None  # a negative 24-bit value would wrap in the shifts below
+    return _LAYOUT.pack(
+        pack >> 16, pack & 0xFFFF,
+        signs[0], magnitudes[0], signs[1], magnitudes[1], signs[2], magnitudes[2],
+        round(frame.min_cell_voltage_v * 200), frame.min_cell_index,
+        round(frame.max_cell_voltage_v * 200), frame.max_cell_index,
+        t_lo, frame.min_temp_index, t_hi, frame.max_temp_index,
+        frame.cell_index, frame.cell_count,
+        round(frame.cell_voltage_v * 200), t_cell,
+        int(frame.status),
+        e_in >> 16, e_in & 0xFFFF,
+        e_st >> 16, e_st & 0xFFFF,
+        e_out >> 16, e_out & 0xFFFF,
+        frame.soc_pct,
+        tot_in >> 16, tot_in & 0xFFFF,
+        tot_out >> 16, tot_out & 0xFFFF,
+        frame.raw_key, frame.raw_value,
+        round(frame.capacity_kwh * 10), round(frame.vmin_v * 200),
+        round(frame.vmax_v * 200), round(frame.vbalance_v * 200),
+    )  # fmt: skip
+
+
+def _encode_checked(frame: Frame, fmt: FrameFormat) -> bytes:
+    """``encode_frame`` field by field, naming the first field that does not fit."""
     scale = fmt.temperature_scale
     s1, i1 = _signed("current1_a", frame.current1_a)
     s2, i2 = _signed("current2_a", frame.current2_a)

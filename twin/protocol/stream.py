@@ -117,6 +117,19 @@ class StreamDecoder:
                     )
                     self._buffer.clear()
             self._last_s = now_s
+        if (
+            len(data) == FRAME_LENGTH
+            and not self._buffer
+            and not self._junk
+            and sum(data[:CHECKSUM_OFFSET]) & 0xFF == data[CHECKSUM_OFFSET]
+        ):
+            # One whole frame arriving on its own (a frame per read, as an emulator or a
+            # well-timed serial read delivers it): decode it without the sliding buffer.
+            window = bytes(data)
+            if not implausibility(window, self.fmt):
+                events.append(FrameReceived(unpack_frame(window, self.fmt), window, now_s))
+                self.frames_decoded += 1
+                return events
         self._buffer += data
         self._scan(events, now_s)
         return events
