@@ -40,7 +40,8 @@ def scenario_for(cells: int, hours: float) -> Scenario:
     if cells != base.settings.cell_count:
         # Same C-rate: the array and the household grow with the pack.
         scale = cells / base.settings.cell_count
-        assert plant.solar is not None and plant.load is not None
+        assert plant.solar is not None
+        assert plant.load is not None
         plant = dataclasses.replace(
             plant,
             solar=dataclasses.replace(plant.solar, peak_w=plant.solar.peak_w * scale),
