@@ -781,6 +781,10 @@ class ChainModel(_Model):
     firmware: str = Field(default="3.3.11", pattern=r"^\d{1,2}\.\d{1,2}\.\d{1,3}$")
     soh_pct: int = Field(default=100, ge=0, le=100)
     charge_cycles: int = Field(default=0, ge=0, le=65_535)
+    temperature_scale: TemperatureScale = TemperatureScale.APP
+    """How the End board codes temperatures (the twin decodes with the same choice)."""
+    layout: FirmwareLayout = FirmwareLayout.KEY_VALUE
+    """Bytes 47/48: key-value (firmware >= 3.3.6) or legacy-clock (older firmware)."""
 
 
 class SensorsModel(_Model):
@@ -965,7 +969,7 @@ def _scenario(model: ScenarioModel, base_dir: Path) -> Scenario:
     major, minor, patch = (int(x) for x in ch.firmware.split("."))
     try:
         chain = ChainSpec(
-            frame_format=FrameFormat(model.bms.source.temperature_scale, model.bms.source.layout),
+            frame_format=FrameFormat(ch.temperature_scale, ch.layout),
             voltage_error_v=ch.voltage_error_mv / 1000.0,
             temperature_error_c=ch.temperature_error_c,
             end_timeout_cycles=ch.end_timeout_cycles,

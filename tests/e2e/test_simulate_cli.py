@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from twin.config import parse_scenario
+from twin.emulator import Simulation
 from twin.emulator.simulation import BreakChain, ChangeSettings
 from twin.errors import ConfigError
 
@@ -129,3 +130,33 @@ def test_a_scenario_file_becomes_timed_events(tmp_path: Path) -> None:
     assert scenario.events[0].action == BreakChain(3)
     assert scenario.events[1].action == ChangeSettings((("charge_restart_pct", 95),))
     assert scenario.plant.load is not None and scenario.plant.load.points == ((0.0, 300.0),)
+
+
+def test_a_gen2_pack_with_legacy_firmware_runs(tmp_path: Path) -> None:
+    text = """
+[scenario]
+duration_s = 120
+start_h = 12
+
+[bms]
+generation = "gen2"
+cells = 8
+switches = "0010001"       # 1 s messages, blind spot on, normal mode, V-bypass 3.5 V
+chemistry = "LiFePO4"
+capacity_wh = 5120
+current_sensor = { sensors = 1, type_a = 250 }
+
+[pack]
+capacity_ah = 200
+
+[chain]
+layout = "legacy-clock"
+temperature_scale = "offset276"
+"""
+    scenario = parse_scenario(text, "gen2.toml", tmp_path)
+    assert scenario.settings.vbalance_v == 3.5
+    result = Simulation(scenario).run()
+    assert result.summary.frames_decoded == 120
+    assert result.twin_state is not None
+    assert result.twin_state.inputs.current2_a is None  # one sensor: input 2 reads "X"
+    assert result.summary.divergent_s == 0.0
