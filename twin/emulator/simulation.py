@@ -474,8 +474,10 @@ class Simulation:
         frame_every = max(1, round(period / dt)) if dt < period else 1
         record_s = s.record_s if s.record_s is not None else max(dt, s.duration_s / 20_000)
         record_every = max(1, round(record_s / dt))
-        rows = np.zeros((steps // record_every + 1, len(COLUMNS)))
-        row = 0
+        # Rows as tuples, one array at the end: a numpy row assignment per record costs more.
+        rows: list[tuple[float | bool | int, ...]] = []
+        temps_of: npt.NDArray[np.float64] | None = None
+        hottest_cell = hottest_board = math.nan
         pack, chain, plant, wiring = self.pack, self.chain, self.plant, self.wiring
         decoder, assembler, twin = self.decoder, self.assembler, self.twin
         ambient = s.ambient
@@ -569,10 +571,16 @@ class Simulation:
                 divergent += 1
             if (k + 1) % record_every == 0 or k == steps - 1:
                 volts = pack.voltage_v
-                vmin, vmax = float(volts.min()), float(volts.max())
+                # argmin/argmax and one index: cheaper than numpy's min/max reductions.
+                vmin, vmax = float(volts[volts.argmin()]), float(volts[volts.argmax()])
                 spread = (vmax - vmin) * 1000.0
                 max_spread = max(max_spread, spread)
-                rows[row] = (
+                if pack.board_temp_c is not temps_of:
+                    # The temperatures change only on the pack's thermal interval.
+                    temps_of = pack.board_temp_c
+                    hottest_cell = float(pack.cell_temp_c.max())
+                    hottest_board = float(temps_of.max())
+                rows.append((
                     now - start_s,
                     v_pack,
                     pack.soc_pct,
@@ -593,17 +601,17 @@ class Simulation:
                     twin_charge,
                     twin_load,
                     twin_state is not None and twin_state.inputs.comm_error,
-                    float(pack.cell_temp_c.max()),
-                    float(pack.board_temp_c.max()),
+                    hottest_cell,
+                    hottest_board,
                     ambient_c,
-                    int(pack.balancing.sum()),
-                )
-                row += 1
+                    int(np.count_nonzero(pack.balancing)),
+                ))  # fmt: skip
             if progress is not None and (k + 1) % progress_every == 0:
                 progress(k + 1, steps)
         if progress is not None:
             progress(steps, steps)
-        data = rows[:row]
+        data = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+        row = len(rows)
         self.twin_state = twin_state
         final_bms_soc = (
             bms_state.soc_pct if bms_state is not None else chain.logic.state.soc.soc_pct

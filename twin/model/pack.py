@@ -308,8 +308,8 @@ class Pack:
     @property
     def soc_pct(self) -> float:
         """The true pack SOC: charge stored over capacity, summed over the cells (0..100)."""
-        stored = np.clip(self.soc, 0.0, 1.0) * self.capacity_ah
-        return 100.0 * float(stored.sum()) / float(self.capacity_ah.sum())
+        clipped = np.minimum(np.maximum(self.soc, 0.0), 1.0)
+        return 100.0 * float(clipped @ self.capacity_ah) / float(self.capacity_ah.sum())
 
     @property
     def deliverable_ah(self) -> float:
