@@ -255,13 +255,34 @@ def load_config(path: str | Path | None = None) -> TwinConfig:
     if path is None:
         return parse_config(example_text(), "<embedded default>", Path.cwd())
     path = Path(path)
+    return parse_config(_read_text(path), str(path), path.parent)
+
+
+def _read_text(path: Path) -> str:
+    """The text of a configuration or scenario file, or a one-line ``ConfigError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
-    return parse_config(text, str(path), path.parent)
+
+
+_M = typing.TypeVar("_M", bound=BaseModel)
+
+
+def _validate(schema: type[_M], text: str, source: str) -> _M:
+    """Parse TOML ``text`` and validate it against ``schema``; errors are one line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0], schema)}{more}") from exc
 
 
 def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinConfig:
@@ -270,17 +291,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
     Relative file names in it (a replay file) are relative to ``base_dir`` (default: the
     current directory).
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
-    try:
-        model = ConfigModel.model_validate(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        first = _describe(errors[0])
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {first}{more}") from exc
+    model = _validate(ConfigModel, text, source)
     packs: list[PackConfig] = []
     seen: set[str] = set()
     for index, pack in enumerate(model.pack):
@@ -808,20 +819,6 @@ class TwinModel(_Model):
     stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
 
 
-EVENT_KINDS = (
-    "break-chain",
-    "repair-chain",
-    "dead-temperature-sensor",
-    "weak-cell",
-    "leaky-cell",
-    "sensor-fault",
-    "wire-noise",
-    "bypass-load",
-    "settings",
-    "calibrate",
-)
-
-
 class EventModel(_Model):
     """``[[event]]``: something that happens during the run."""
 
@@ -897,27 +894,12 @@ _EVENT_OPTIONAL: dict[str, tuple[str, ...]] = {
 def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario file; raises ``ConfigError`` naming the problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
-    return parse_scenario(text, str(path), path.parent)
+    return parse_scenario(_read_text(path), str(path), path.parent)
 
 
 def parse_scenario(text: str, source: str, base_dir: Path | None = None) -> Scenario:
     """Validate scenario ``text``; ``source`` names it in error messages."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
-    try:
-        model = ScenarioModel.model_validate(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {_describe(errors[0], ScenarioModel)}{more}") from exc
+    model = _validate(ScenarioModel, text, source)
     try:
         return _scenario(model, base_dir or Path.cwd())
     except ConfigError as exc:

@@ -220,7 +220,8 @@ class EmulatedChain:
         cell_v = float(volts[cell])
         cell_t = self._temps[cell]
         pack_v = float(volts.sum())
-        inputs = BmsInputs(
+        # The fields the logic's inputs and the frame share, in their common order.
+        measured = (
             pack_v,
             reading.current1_a,
             reading.current2_a,
@@ -229,32 +230,16 @@ class EmulatedChain:
             lo + 1,
             vmax,
             hi + 1,
-            self._tmin[0],
-            self._tmin[1],
-            self._tmax[0],
-            self._tmax[1],
-            settings.cell_count,
-            cell + 1,
-            cell_v,
-            cell_t,
+            *self._tmin,
+            *self._tmax,
         )
+        inputs = BmsInputs(*measured, settings.cell_count, cell + 1, cell_v, cell_t)
         state = self.logic.step(inputs, now_s, local_day)
         self.state = state
         raw_key, raw_value = self._side_channel(state, clock)
         energy = state.energy
         frame = Frame(
-            pack_v,
-            reading.current1_a,
-            reading.current2_a,
-            reading.battery_current_a,
-            vmin,
-            lo + 1,
-            vmax,
-            hi + 1,
-            self._tmin[0],
-            self._tmin[1],
-            self._tmax[0],
-            self._tmax[1],
+            *measured,
             cell + 1,
             settings.cell_count,
             cell_v,

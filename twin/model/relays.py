@@ -208,18 +208,9 @@ def decide_relay(
     for row in table.enable:
         if not row.holds(inputs, soc_pct, settings):
             unmet |= row.condition.value
-    if disabling:
-        allowed = False
-    elif not unmet:
-        allowed = True
-    else:
-        allowed = previous
-    if not disabling and not unmet:
-        return _ALLOWED
-    return RelayDecision(allowed, _condition(disabling), _condition(unmet))
+    return _outcome(previous, disabling, unmet)
 
 
-_ALLOWED = RelayDecision(allowed=True)
 _COMM_ERROR = RelayDecision(
     allowed=False, disabling=Condition.NO_COMMUNICATION, unmet=Condition.NO_COMMUNICATION
 )
@@ -272,6 +263,7 @@ def _decision(allowed: bool, disabling: int, unmet: int) -> RelayDecision:
 
 
 def _outcome(previous: bool, disabling: int, unmet: int) -> RelayDecision:
+    """The rule of the tables: any disable row -> off; else all enable rows -> on; else keep."""
     allowed = False if disabling else (True if not unmet else previous)
     return _decision(allowed, disabling, unmet)
 
