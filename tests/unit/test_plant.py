@@ -125,3 +125,27 @@ def test_the_relays_gate_the_plant() -> None:
     )
     assert bypass.bypass_a == pytest.approx(1.0)  # not switched by the LOAD relay
     assert bypass.battery_a == pytest.approx(-1.0)
+
+
+def test_the_mains_charger_runs_in_its_hours_and_shares_the_voltage_with_the_sun() -> None:
+    times = np.arange(0.0, 86_400.0, 1.0)
+    mains = ChargerSpec(max_current_a=40.0, absorption_v=55.2, float_v=54.0)
+    night_tariff = PlantSpec(
+        solar=None, load=None, mains_charger=mains, mains_from_h=22.0, mains_to_h=6.0
+    )
+    night = Plant(night_tariff, 16, 3.4, times).currents(2 * 3600, 52.0, 0.005, True, True, 1.0)
+    assert night.charger_a == pytest.approx(40.0)  # inside the window (22:00 to 06:00)
+    day = Plant(night_tariff, 16, 3.4, times).currents(12 * 3600, 52.0, 0.005, True, True, 1.0)
+    assert day.charger_a == 0.0  # outside it
+    # At noon both chargers regulate on one voltage: together they do not overshoot it.
+    both = PlantSpec(solar=SolarSpec(cloudiness=0.0), load=None, mains_charger=mains)
+    pack = Pack(PackSpec(cell_count=16, spread=Spread.MATCHED, initial_soc_pct=95.0))
+    plant = Plant(both, 16, 3.4, 12 * 3600.0 + times[:3000])
+    peak = 0.0
+    for k in range(3000):
+        current = plant.currents(k, pack.pack_voltage_v, pack.ohmic_resistance_ohm, True, True, 1)
+        pack.step(current.battery_a, 1.0, None)
+        peak = max(peak, pack.pack_voltage_v)
+    assert peak < 55.2 + 0.05
+    assert plant.mains_charger is not None
+    assert plant.mains_charger.current_a + plant.solar_charger.current_a < 40.0  # tapering
