@@ -113,14 +113,13 @@ def test_the_inverter_draws_its_demand_plus_losses_within_its_power() -> None:
 
 
 def test_the_relays_gate_the_plant() -> None:
-    times = 12 * 3600.0 + np.arange(10.0)
-    plant = Plant(PlantSpec(solar=SolarSpec(cloudiness=0.0)), 16, 3.4, times)
+    plant = Plant(PlantSpec(solar=SolarSpec(cloudiness=0.0)), 16, 3.4, 12 * 3600.0, 1.0)
     on = plant.currents(0, 52.0, 0.005, True, True, 1.0)
     assert on.charger_a > 10.0 and on.load_a > 0.0
     off = plant.currents(1, 52.0, 0.005, False, False, 1.0)
     assert off.charger_a == 0.0 and off.load_a == 0.0
     assert off.demand_w > 0.0  # the household still wants power: the grid serves it
-    bypass = Plant(PlantSpec(bypass_load_w=52.0), 16, 3.4, times).currents(
+    bypass = Plant(PlantSpec(bypass_load_w=52.0), 16, 3.4, 12 * 3600.0, 1.0).currents(
         0, 52.0, 0.005, False, False, 1.0
     )
     assert bypass.bypass_a == pytest.approx(1.0)  # not switched by the LOAD relay
@@ -128,19 +127,18 @@ def test_the_relays_gate_the_plant() -> None:
 
 
 def test_the_mains_charger_runs_in_its_hours_and_shares_the_voltage_with_the_sun() -> None:
-    times = np.arange(0.0, 86_400.0, 1.0)
     mains = ChargerSpec(max_current_a=40.0, absorption_v=55.2, float_v=54.0)
     night_tariff = PlantSpec(
         solar=None, load=None, mains_charger=mains, mains_from_h=22.0, mains_to_h=6.0
     )
-    night = Plant(night_tariff, 16, 3.4, times).currents(2 * 3600, 52.0, 0.005, True, True, 1.0)
+    night = Plant(night_tariff, 16, 3.4, 0.0, 1.0).currents(2 * 3600, 52.0, 0.005, True, True, 1.0)
     assert night.charger_a == pytest.approx(40.0)  # inside the window (22:00 to 06:00)
-    day = Plant(night_tariff, 16, 3.4, times).currents(12 * 3600, 52.0, 0.005, True, True, 1.0)
+    day = Plant(night_tariff, 16, 3.4, 0.0, 1.0).currents(12 * 3600, 52.0, 0.005, True, True, 1.0)
     assert day.charger_a == 0.0  # outside it
     # At noon both chargers regulate on one voltage: together they do not overshoot it.
     both = PlantSpec(solar=SolarSpec(cloudiness=0.0), load=None, mains_charger=mains)
     pack = Pack(PackSpec(cell_count=16, spread=Spread.MATCHED, initial_soc_pct=95.0))
-    plant = Plant(both, 16, 3.4, 12 * 3600.0 + times[:3000])
+    plant = Plant(both, 16, 3.4, 12 * 3600.0, 1.0)
     peak = 0.0
     for k in range(3000):
         current = plant.currents(k, pack.pack_voltage_v, pack.ohmic_resistance_ohm, True, True, 1)
@@ -149,3 +147,15 @@ def test_the_mains_charger_runs_in_its_hours_and_shares_the_voltage_with_the_sun
     assert peak < 55.2 + 0.05
     assert plant.mains_charger is not None
     assert plant.mains_charger.current_a + plant.solar_charger.current_a < 40.0  # tapering
+
+
+def test_profiles_are_computed_a_day_at_a_time_and_are_reproducible() -> None:
+    spec = PlantSpec(solar=SolarSpec(cloudiness=0.3))
+    a = Plant(spec, 16, 3.4, 6 * 3600.0, 10.0)
+    b = Plant(spec, 16, 3.4, 6 * 3600.0, 10.0)
+    steps = range(0, 3 * 8640, 7)  # three days of 10 s steps, visited out of order too
+    first = [a.profile(k) for k in steps]
+    assert [b.profile(k) for k in reversed(steps)][::-1] == first
+    # Step 6480 is the next midnight (18 h after 06:00): a new day, the sun is down.
+    assert a.profile(6479)[0] == a.profile(6480)[0] == 0.0
+    assert a._end - a._first <= 8640  # one day held, not the run

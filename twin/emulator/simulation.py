@@ -389,9 +389,11 @@ class Simulation:
                 reversed_wiring=s.sensors.reversed2,
             )
         self.wiring = SensorWiring(sensor1, sensor2)
-        start_s = s.start_h * 3600.0
-        self.times_s = start_s + s.step_s * np.arange(s.steps, dtype=np.float64)
-        self.plant = Plant(s.plant, settings.cell_count, settings.vbalance_v, self.times_s)
+        self.start_s = s.start_h * 3600.0
+        """The local clock time at the start (seconds from midnight of the first day)."""
+        self.plant = Plant(
+            s.plant, settings.cell_count, settings.vbalance_v, self.start_s, s.step_s
+        )
         fmt = s.chain.frame_format
         self.decoder = StreamDecoder(fmt)
         self.assembler = FrameAssembler(
@@ -483,7 +485,7 @@ class Simulation:
         ambient = s.ambient
         events = sorted(s.events, key=lambda e: e.at_s)
         next_event = 0
-        start_s = float(self.times_s[0]) if steps else 0.0
+        start_s = self.start_s
         day0 = s.plant.day_of_year
         vbalance = settings.vbalance_v if settings.balancing else None
         energy_in = energy_out = 0.0

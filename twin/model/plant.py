@@ -442,33 +442,28 @@ class PlantCurrents:
 
 
 class Plant:
-    """The plant for one run: profiles on the step grid, chargers with their state."""
+    """The plant for one run: profiles on the step grid, chargers with their state.
+
+    The solar and household profiles are computed one local day at a time (a year at 1 s
+    steps would otherwise hold tens of millions of values). Each day has its own seed, derived
+    from the plant's, so a run is reproducible; the cloud layer restarts at midnight, when the
+    sun is down.
+    """
 
     def __init__(
         self,
         spec: PlantSpec,
         cell_count: int,
         vbalance_v: float,
-        times_s: FloatArray,
+        start_s: float,
+        step_s: float,
     ) -> None:
-        """``times_s``: every step's start, local clock seconds from midnight of the first day."""
+        """``start_s``: the local clock time of step 0 (seconds from midnight of the first day)."""
+        if not step_s > 0:
+            raise ValueError("step_s must be > 0")
         self.spec = spec
-        self.times_s = times_s
-        solar = spec.solar
-        self.solar_w: list[float] = (
-            solar_power_w(times_s, spec.day_of_year, solar, spec.seed).tolist()
-            if solar is not None
-            else [0.0] * len(times_s)
-        )
-        self.demand_w: list[float] = (
-            household_power_w(times_s, spec.load, spec.seed + 1).tolist()
-            if spec.load is not None
-            else [0.0] * len(times_s)
-        )
-        hours = (times_s % SECONDS_PER_DAY) / 3600.0
-        lo, hi = spec.mains_from_h, spec.mains_to_h
-        mains_on = (hours >= lo) & (hours < hi) if lo <= hi else (hours >= lo) | (hours < hi)
-        self.mains_on: list[bool] = mains_on.tolist()
+        self.start_s = start_s
+        self.step_s = step_s
         charger = spec.solar_charger or ChargerSpec(
             max_current_a=100.0,
             absorption_v=round(cell_count * (vbalance_v + 0.05), 2),
@@ -478,6 +473,43 @@ class Plant:
         self.mains_charger = (
             Charger(spec.mains_charger, cell_count) if spec.mains_charger is not None else None
         )
+        self._first = self._end = 0
+        self._solar_w: list[float] = []
+        self._demand_w: list[float] = []
+        self._mains_on: list[bool] = []
+
+    def _load_day(self, k: int) -> None:
+        """Compute the profiles of the local day that step ``k`` falls in."""
+        spec, start, step = self.spec, self.start_s, self.step_s
+        day = int((start + k * step) // SECONDS_PER_DAY)
+        first = max(0, math.ceil((day * SECONDS_PER_DAY - start) / step - 1e-9))
+        end = max(first + 1, math.ceil(((day + 1) * SECONDS_PER_DAY - start) / step - 1e-9))
+        times = start + step * np.arange(first, end, dtype=np.float64)
+        seed = spec.seed + 7919 * day
+        n = end - first
+        solar = spec.solar
+        self._solar_w = (
+            solar_power_w(times, spec.day_of_year, solar, seed).tolist()
+            if solar is not None
+            else [0.0] * n
+        )
+        self._demand_w = (
+            household_power_w(times, spec.load, seed + 1).tolist()
+            if spec.load is not None
+            else [0.0] * n
+        )
+        hours = (times % SECONDS_PER_DAY) / 3600.0
+        lo, hi = spec.mains_from_h, spec.mains_to_h
+        mains_on = (hours >= lo) & (hours < hi) if lo <= hi else (hours >= lo) | (hours < hi)
+        self._mains_on = mains_on.tolist()
+        self._first, self._end = first, end
+
+    def profile(self, k: int) -> tuple[float, float]:
+        """(solar W offered, household W wanted) at step ``k``."""
+        if not self._first <= k < self._end:
+            self._load_day(k)
+        i = k - self._first
+        return self._solar_w[i], self._demand_w[i]
 
     def currents(
         self,
@@ -490,7 +522,7 @@ class Plant:
     ) -> PlantCurrents:
         """The currents of step ``k`` given the pack's last voltage and the relays."""
         v = max(pack_voltage_v, 1.0)
-        solar_w = self.solar_w[k]
+        solar_w, demand_w = self.profile(k)
         solar_previous_a = self.solar_charger.current_a
         charger_a = self.solar_charger.step(
             solar_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s
@@ -504,10 +536,9 @@ class Plant:
                 math.inf,
                 pack_voltage_v + solar_change_a * resistance_ohm,
                 resistance_ohm,
-                charge_enabled and self.mains_on[k],
+                charge_enabled and self._mains_on[k - self._first],
                 dt_s,
             )
-        demand_w = self.demand_w[k]
         load_a = self.spec.inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
         bypass_a = self.spec.bypass_load_w / v
         return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
