@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from twin.emulator.chain import ChainSpec, EmulatedChain, SensorFault
 from twin.model.limits import LimitSettings
-from twin.model.logic import BmsLogic, LogicState, PackState
+from twin.model.logic import SECONDS_PER_DAY, BmsLogic, LogicState, PackState
 from twin.model.pack import Pack, PackSpec, board_currents_a
 from twin.model.plant import Plant, PlantSpec
 from twin.model.relays import Condition, RelayDecision
@@ -36,8 +36,6 @@ from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
 from twin.protocol.assembly import AssemblySettings, FrameAssembler
 from twin.protocol.stream import FrameReceived, StreamDecoder
-
-SECONDS_PER_DAY = 86_400.0
 
 # ---- timed events ------------------------------------------------------------------------
 

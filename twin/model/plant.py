@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-SECONDS_PER_DAY = 86_400.0
+from twin.model.logic import SECONDS_PER_DAY
+from twin.model.pack import FloatArray
 
 # ---- sun -----------------------------------------------------------------------------------
 
