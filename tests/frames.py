@@ -2,8 +2,6 @@ r"""UART frames for tests: the worked examples of smartbms-uart.md 1.2 and a fra
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from twin.model.status import StatusFlag
 from twin.protocol.frame import Frame, encode_frame
 
@@ -64,7 +62,7 @@ def sample_frame(**changes: object) -> Frame:
         vmax_v=3.65,
         vbalance_v=3.5,
     )
-    return replace(frame, **changes)  # type: ignore[arg-type]
+    return frame.replace(**changes)
 
 
 def frame_stream(count: int, cells: int = 16) -> list[bytes]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -127,9 +125,9 @@ def test_the_fast_relay_decision_is_the_tables_decision(
     # Exact threshold values as well: the comparisons must be the tables' own (< vs <=).
     for reading_ in (
         inputs,
-        dataclasses.replace(inputs, min_cell_voltage_v=2.90, max_cell_voltage_v=3.40),
-        dataclasses.replace(inputs, min_cell_voltage_v=3.40, max_cell_voltage_v=3.70),
-        dataclasses.replace(inputs, min_temp_c=0.0, max_temp_c=55.0),
+        inputs.replace(min_cell_voltage_v=2.90, max_cell_voltage_v=3.40),
+        inputs.replace(min_cell_voltage_v=3.40, max_cell_voltage_v=3.70),
+        inputs.replace(min_temp_c=0.0, max_temp_c=55.0),
     ):
         for soc in (soc_pct, restart_pct, 10.0):
             assert decide_relays_fast(

@@ -9,24 +9,40 @@ so the counters balance with the battery's own energy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import ClassVar, Final
 
 from twin.model.checks import require_non_negative
 from twin.model.inputs import BmsInputs
+from twin.model.values import Value
 
 
-@dataclass(frozen=True, slots=True)
-class EnergyCounters:
+class EnergyCounters(Value):
     """Harvested and consumed energy, today and in total (Wh)."""
 
-    harvested_today_wh: float = 0.0
-    consumed_today_wh: float = 0.0
-    harvested_total_wh: float = 0.0
-    consumed_total_wh: float = 0.0
-    day: int | None = None
-    """The local day (an ordinal, e.g. ``date.toordinal()``) the "today" counters belong to."""
+    FIELDS: ClassVar = (
+        "harvested_today_wh",
+        "consumed_today_wh",
+        "harvested_total_wh",
+        "consumed_total_wh",
+        "day",
+    )
+    __slots__ = FIELDS
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        harvested_today_wh: float = 0.0,
+        consumed_today_wh: float = 0.0,
+        harvested_total_wh: float = 0.0,
+        consumed_total_wh: float = 0.0,
+        day: int | None = None,
+    ) -> None:
+        self.harvested_today_wh: Final = harvested_today_wh
+        self.consumed_today_wh: Final = consumed_today_wh
+        self.harvested_total_wh: Final = harvested_total_wh
+        self.consumed_total_wh: Final = consumed_total_wh
+        self.day: Final = day
+        """The local day (an ordinal, e.g. ``date.toordinal()``) the "today" counters belong to."""
         if (
             min(
                 self.harvested_today_wh,
@@ -86,8 +102,8 @@ def roll_over(counters: EnergyCounters, local_day: int) -> EnergyCounters:
     if counters.day == local_day:
         return counters
     if counters.day is None:
-        return replace(counters, day=local_day)
-    return replace(counters, harvested_today_wh=0.0, consumed_today_wh=0.0, day=local_day)
+        return counters.replace(day=local_day)
+    return counters.replace(harvested_today_wh=0.0, consumed_today_wh=0.0, day=local_day)
 
 
 def add_energy(counters: EnergyCounters, in_wh: float, out_wh: float) -> EnergyCounters:
@@ -104,4 +120,4 @@ def add_energy(counters: EnergyCounters, in_wh: float, out_wh: float) -> EnergyC
 
 def clear_totals(counters: EnergyCounters) -> EnergyCounters:
     """The app's "clear energy counters": the stored in/out totals go to zero."""
-    return replace(counters, harvested_total_wh=0.0, consumed_total_wh=0.0)
+    return counters.replace(harvested_total_wh=0.0, consumed_total_wh=0.0)

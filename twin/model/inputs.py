@@ -8,11 +8,12 @@ End board and shadow a real BMS. The settings the frame lacks (Tmin, Tmax, resta
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from typing import ClassVar, Final
+
+from twin.model.values import Value
 
 
-@dataclass(frozen=True, slots=True)
-class BmsInputs:
+class BmsInputs(Value):
     """One cycle's measurements of one pack, in physical units.
 
     ``None`` means "not available": a current whose sign byte is ``X`` (sensor absent), or a
@@ -20,40 +21,75 @@ class BmsInputs:
     twin's own watchdog) the measurements may be stale or garbage; the logic ignores them.
     """
 
-    pack_voltage_v: float
-    current1_a: float | None
-    current2_a: float | None
-    battery_current_a: float | None
-    min_cell_voltage_v: float
-    min_cell_index: int
-    max_cell_voltage_v: float
-    max_cell_index: int
-    min_temp_c: float
-    min_temp_index: int
-    max_temp_c: float
-    max_temp_index: int
-    cell_count: int
-    cell_index: int | None = None
-    cell_voltage_v: float | None = None
-    cell_temp_c: float | None = None
-    comm_error: bool = False
+    FIELDS: ClassVar = (
+        "pack_voltage_v",
+        "current1_a",
+        "current2_a",
+        "battery_current_a",
+        "min_cell_voltage_v",
+        "min_cell_index",
+        "max_cell_voltage_v",
+        "max_cell_index",
+        "min_temp_c",
+        "min_temp_index",
+        "max_temp_c",
+        "max_temp_index",
+        "cell_count",
+        "cell_index",
+        "cell_voltage_v",
+        "cell_temp_c",
+        "comm_error",
+    )
+    __slots__ = FIELDS
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        pack_voltage_v: float,
+        current1_a: float | None,
+        current2_a: float | None,
+        battery_current_a: float | None,
+        min_cell_voltage_v: float,
+        min_cell_index: int,
+        max_cell_voltage_v: float,
+        max_cell_index: int,
+        min_temp_c: float,
+        min_temp_index: int,
+        max_temp_c: float,
+        max_temp_index: int,
+        cell_count: int,
+        cell_index: int | None = None,
+        cell_voltage_v: float | None = None,
+        cell_temp_c: float | None = None,
+        comm_error: bool = False,
+    ) -> None:
+        self.pack_voltage_v: Final = pack_voltage_v
+        self.current1_a: Final = current1_a
+        self.current2_a: Final = current2_a
+        self.battery_current_a: Final = battery_current_a
+        self.min_cell_voltage_v: Final = min_cell_voltage_v
+        self.min_cell_index: Final = min_cell_index
+        self.max_cell_voltage_v: Final = max_cell_voltage_v
+        self.max_cell_index: Final = max_cell_index
+        self.min_temp_c: Final = min_temp_c
+        self.min_temp_index: Final = min_temp_index
+        self.max_temp_c: Final = max_temp_c
+        self.max_temp_index: Final = max_temp_index
+        self.cell_count: Final = cell_count
+        self.cell_index: Final = cell_index
+        self.cell_voltage_v: Final = cell_voltage_v
+        self.cell_temp_c: Final = cell_temp_c
+        self.comm_error: Final = comm_error
         # One sum of the present values is finite exactly when each of them is (a NaN or an
         # infinity propagates): a cheap common case for a check that runs on every frame.
-        total = self.pack_voltage_v + self.min_cell_voltage_v + self.max_cell_voltage_v
-        total += self.min_temp_c + self.max_temp_c
-        for value in (
-            self.current1_a,
-            self.current2_a,
-            self.battery_current_a,
-            self.cell_voltage_v,
-            self.cell_temp_c,
-        ):
+        total = pack_voltage_v + min_cell_voltage_v + max_cell_voltage_v + min_temp_c + max_temp_c
+        for value in (current1_a, current2_a, battery_current_a, cell_voltage_v, cell_temp_c):
             if value is not None:
                 total += value
-        if math.isfinite(total) and self.cell_count >= 0:
-            return
+        if not (math.isfinite(total) and cell_count >= 0):
+            self._explain()
+
+    def _explain(self) -> None:
+        """Raise the ValueError that names the bad field."""
         for name in (
             "pack_voltage_v",
             "current1_a",
@@ -83,4 +119,4 @@ class BmsInputs:
 
     def with_comm_error(self) -> BmsInputs:
         """The same reading marked as a communication error (for the twin's watchdog)."""
-        return replace(self, comm_error=True)
+        return self.replace(comm_error=True)

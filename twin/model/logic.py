@@ -16,7 +16,7 @@ The same class runs inside the emulated End board and inside the twin. It never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from typing import ClassVar, Final
 
 from twin.model.energy import (
     EnergyCounters,
@@ -44,43 +44,92 @@ from twin.model.relays import RelayDecision, decide_relays_fast
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState, count_charge, is_full, recalibrate_full, track_empty
 from twin.model.status import STATUS_FLAGS, StatusFlag
+from twin.model.values import Value
 
 SECONDS_PER_DAY = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
-class LogicState:
+class LogicState(Value):
     """Everything ``BmsLogic`` remembers between cycles.
 
     ``soc`` and ``energy`` are what a restart must restore; the rest rebuilds itself within a
-    few cycles.
+    few cycles. ``None`` for ``soc``, ``energy`` or ``limits`` means a fresh one.
     """
 
-    soc: SocState = field(default_factory=SocState)
-    energy: EnergyCounters = field(default_factory=EnergyCounters)
-    charge_allowed: bool = False
-    discharge_allowed: bool = False
-    limits: LimitState = field(default_factory=LimitState)
-    last_now_s: float | None = None
-    last_inputs: BmsInputs | None = None
+    FIELDS: ClassVar = (
+        "soc",
+        "energy",
+        "charge_allowed",
+        "discharge_allowed",
+        "limits",
+        "last_now_s",
+        "last_inputs",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        soc: SocState | None = None,
+        energy: EnergyCounters | None = None,
+        charge_allowed: bool = False,
+        discharge_allowed: bool = False,
+        limits: LimitState | None = None,
+        last_now_s: float | None = None,
+        last_inputs: BmsInputs | None = None,
+    ) -> None:
+        self.soc: Final = soc if soc is not None else SocState()
+        self.energy: Final = energy if energy is not None else EnergyCounters()
+        self.charge_allowed: Final = charge_allowed
+        self.discharge_allowed: Final = discharge_allowed
+        self.limits: Final = limits if limits is not None else LimitState()
+        self.last_now_s: Final = last_now_s
+        self.last_inputs: Final = last_inputs
 
 
-@dataclass(frozen=True, slots=True)
-class PackState:
+class PackState(Value):
     """The logic's view of one pack after one cycle: a frozen snapshot for exporters."""
 
-    now_s: float
-    inputs: BmsInputs
-    charge: RelayDecision
-    discharge: RelayDecision
-    warnings: StatusFlag
-    """E, Vl, Vh, Tl, Th (the app's warning lights)."""
-    soc_pct: float
-    soc_calibrated: bool
-    stored_energy_wh: float
-    capacity_wh: float
-    energy: EnergyCounters
-    limits: InverterLimits
+    FIELDS: ClassVar = (
+        "now_s",
+        "inputs",
+        "charge",
+        "discharge",
+        "warnings",
+        "soc_pct",
+        "soc_calibrated",
+        "stored_energy_wh",
+        "capacity_wh",
+        "energy",
+        "limits",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        now_s: float,
+        inputs: BmsInputs,
+        charge: RelayDecision,
+        discharge: RelayDecision,
+        warnings: StatusFlag,
+        soc_pct: float,
+        soc_calibrated: bool,
+        stored_energy_wh: float,
+        capacity_wh: float,
+        energy: EnergyCounters,
+        limits: InverterLimits,
+    ) -> None:
+        self.now_s: Final = now_s
+        self.inputs: Final = inputs
+        self.charge: Final = charge
+        self.discharge: Final = discharge
+        self.warnings: Final = warnings
+        """E, Vl, Vh, Tl, Th (the app's warning lights)."""
+        self.soc_pct: Final = soc_pct
+        self.soc_calibrated: Final = soc_calibrated
+        self.stored_energy_wh: Final = stored_energy_wh
+        self.capacity_wh: Final = capacity_wh
+        self.energy: Final = energy
+        self.limits: Final = limits
 
     @property
     def powers(self) -> Powers:
@@ -212,7 +261,7 @@ class BmsLogic:
 
     def clear_counters(self) -> None:
         """The app's "clear energy counters": totals to zero (today's counters stay)."""
-        self.state = replace(self.state, energy=clear_totals(self.state.energy))
+        self.state = self.state.replace(energy=clear_totals(self.state.energy))
 
     def step(self, inputs: BmsInputs, now_s: float, local_day: int) -> PackState:
         """Advance one cycle with ``inputs`` measured at ``now_s``; returns the new snapshot."""

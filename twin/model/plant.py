@@ -26,11 +26,13 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import ClassVar, Final
 
 import numpy as np
 
 from twin.model.logic import SECONDS_PER_DAY
 from twin.model.pack import FloatArray
+from twin.model.values import Value
 
 # ---- sun -----------------------------------------------------------------------------------
 
@@ -419,20 +421,30 @@ class PlantSpec:
             raise ValueError("mains hours must be in 0..24")
 
 
-@dataclass(frozen=True, slots=True)
-class PlantCurrents:
+class PlantCurrents(Value):
     """One step's currents, all >= 0."""
 
-    charger_a: float
-    """Into the battery through sensor 1 (solar plus mains)."""
-    load_a: float
-    """Out of the battery through sensor 2 (the inverter)."""
-    bypass_a: float
-    """Out of the battery around the sensors."""
-    solar_w: float
-    """What the array offered (before the charger's limits)."""
-    demand_w: float
-    """The household's AC demand (served by the grid while the inverter is off)."""
+    FIELDS: ClassVar = ("charger_a", "load_a", "bypass_a", "solar_w", "demand_w")
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        charger_a: float,
+        load_a: float,
+        bypass_a: float,
+        solar_w: float,
+        demand_w: float,
+    ) -> None:
+        self.charger_a: Final = charger_a
+        """Into the battery through sensor 1 (solar plus mains)."""
+        self.load_a: Final = load_a
+        """Out of the battery through sensor 2 (the inverter)."""
+        self.bypass_a: Final = bypass_a
+        """Out of the battery around the sensors."""
+        self.solar_w: Final = solar_w
+        """What the array offered (before the charger's limits)."""
+        self.demand_w: Final = demand_w
+        """The household's AC demand (served by the grid while the inverter is off)."""
 
     @property
     def battery_a(self) -> float:

@@ -17,10 +17,12 @@ Pure: time comes in through ``advance``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Final
 
 import numpy as np
 
 from twin.model.settings import CurrentSensorSettings, SensorKind
+from twin.model.values import Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +117,21 @@ class CurrentSensor:
         self.zero_a = self.raw_a(true_a, temp_c)
 
 
-@dataclass(frozen=True, slots=True)
-class CurrentReading:
+class CurrentReading(Value):
     """The three currents of a UART frame; None where the sensor is absent ("X")."""
 
-    current1_a: float | None
-    current2_a: float | None
-    battery_current_a: float | None
+    FIELDS: ClassVar = ("current1_a", "current2_a", "battery_current_a")
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        current1_a: float | None,
+        current2_a: float | None,
+        battery_current_a: float | None,
+    ) -> None:
+        self.current1_a: Final = current1_a
+        self.current2_a: Final = current2_a
+        self.battery_current_a: Final = battery_current_a
 
 
 class SensorWiring:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar, Final
 
 from twin.model.inputs import BmsInputs
 from twin.model.settings import BmsSettings, RelayMode
+from twin.model.values import Value
 
 SOC_MIN_PCT = 0.0
 SOC_MAX_PCT = 100.0
@@ -16,19 +17,26 @@ def clamp_soc(soc_pct: float) -> float:
     return min(SOC_MAX_PCT, max(SOC_MIN_PCT, soc_pct))
 
 
-@dataclass(frozen=True, slots=True)
-class SocState:
+class SocState(Value):
     """What the BMS remembers about its state of charge."""
 
-    soc_pct: float = 50.0
-    calibrated: bool = False
-    """False until the first full recalibration (the app's red exclamation mark, status bit 7)."""
-    time_since_full_s: float | None = None
-    """Time counted since the last full recalibration; None if there never was one."""
-    below_vmin_since_s: float | None = None
-    """When the empty-recalibration condition began to hold (gen3), or None."""
+    FIELDS: ClassVar = ("soc_pct", "calibrated", "time_since_full_s", "below_vmin_since_s")
+    __slots__ = FIELDS
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        soc_pct: float = 50.0,
+        calibrated: bool = False,
+        time_since_full_s: float | None = None,
+        below_vmin_since_s: float | None = None,
+    ) -> None:
+        self.soc_pct: Final = soc_pct
+        self.calibrated: Final = calibrated
+        """False until the first full recalibration (the app's red exclamation mark, bit 7)."""
+        self.time_since_full_s: Final = time_since_full_s
+        """Time counted since the last full recalibration; None if there never was one."""
+        self.below_vmin_since_s: Final = below_vmin_since_s
+        """When the empty-recalibration condition began to hold (gen3), or None."""
         if not SOC_MIN_PCT <= self.soc_pct <= SOC_MAX_PCT:
             raise ValueError(f"soc_pct {self.soc_pct} is out of range (0..100)")
 

@@ -19,8 +19,10 @@ import math
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar, Final
 
 from twin.model.status import STATUS_FLAGS, StatusFlag
+from twin.model.values import Value
 
 FRAME_LENGTH = 58
 """Bytes per frame, checksum included."""
@@ -108,8 +110,7 @@ _DISCHARGE_ALLOWED = int(StatusFlag.DISCHARGE_ALLOWED)
 _COMM_ERROR = int(StatusFlag.E)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(Value):
     """Every field of one frame, in physical units (``raw_*`` where the byte has no unit).
 
     A current is ``None`` when its sign byte is ``X`` (sensor not available). Cell numbers are
@@ -117,37 +118,102 @@ class Frame:
     to the wire's resolution and refuses what does not fit the bytes.
     """
 
-    pack_voltage_v: float
-    current1_a: float | None
-    current2_a: float | None
-    battery_current_a: float | None
-    min_cell_voltage_v: float
-    min_cell_index: int
-    max_cell_voltage_v: float
-    max_cell_index: int
-    min_temp_c: float
-    min_temp_index: int
-    max_temp_c: float
-    max_temp_index: int
-    cell_index: int
-    cell_count: int
-    cell_voltage_v: float
-    cell_temp_c: float
-    status: StatusFlag
-    energy_in_today_wh: int
-    energy_stored_wh: int
-    energy_out_today_wh: int
-    soc_pct: int
-    energy_in_total_kwh: int
-    energy_out_total_kwh: int
-    raw_key: int
-    """Byte 47: key + 25 (or the legacy device hour)."""
-    raw_value: int
-    """Byte 48: the key's value byte (or the legacy device minute)."""
-    capacity_kwh: float
-    vmin_v: float
-    vmax_v: float
-    vbalance_v: float
+    FIELDS: ClassVar = (
+        "pack_voltage_v",
+        "current1_a",
+        "current2_a",
+        "battery_current_a",
+        "min_cell_voltage_v",
+        "min_cell_index",
+        "max_cell_voltage_v",
+        "max_cell_index",
+        "min_temp_c",
+        "min_temp_index",
+        "max_temp_c",
+        "max_temp_index",
+        "cell_index",
+        "cell_count",
+        "cell_voltage_v",
+        "cell_temp_c",
+        "status",
+        "energy_in_today_wh",
+        "energy_stored_wh",
+        "energy_out_today_wh",
+        "soc_pct",
+        "energy_in_total_kwh",
+        "energy_out_total_kwh",
+        "raw_key",
+        "raw_value",
+        "capacity_kwh",
+        "vmin_v",
+        "vmax_v",
+        "vbalance_v",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        pack_voltage_v: float,
+        current1_a: float | None,
+        current2_a: float | None,
+        battery_current_a: float | None,
+        min_cell_voltage_v: float,
+        min_cell_index: int,
+        max_cell_voltage_v: float,
+        max_cell_index: int,
+        min_temp_c: float,
+        min_temp_index: int,
+        max_temp_c: float,
+        max_temp_index: int,
+        cell_index: int,
+        cell_count: int,
+        cell_voltage_v: float,
+        cell_temp_c: float,
+        status: StatusFlag,
+        energy_in_today_wh: int,
+        energy_stored_wh: int,
+        energy_out_today_wh: int,
+        soc_pct: int,
+        energy_in_total_kwh: int,
+        energy_out_total_kwh: int,
+        raw_key: int,
+        raw_value: int,
+        capacity_kwh: float,
+        vmin_v: float,
+        vmax_v: float,
+        vbalance_v: float,
+    ) -> None:
+        self.pack_voltage_v: Final = pack_voltage_v
+        self.current1_a: Final = current1_a
+        self.current2_a: Final = current2_a
+        self.battery_current_a: Final = battery_current_a
+        self.min_cell_voltage_v: Final = min_cell_voltage_v
+        self.min_cell_index: Final = min_cell_index
+        self.max_cell_voltage_v: Final = max_cell_voltage_v
+        self.max_cell_index: Final = max_cell_index
+        self.min_temp_c: Final = min_temp_c
+        self.min_temp_index: Final = min_temp_index
+        self.max_temp_c: Final = max_temp_c
+        self.max_temp_index: Final = max_temp_index
+        self.cell_index: Final = cell_index
+        self.cell_count: Final = cell_count
+        self.cell_voltage_v: Final = cell_voltage_v
+        self.cell_temp_c: Final = cell_temp_c
+        self.status: Final = status
+        self.energy_in_today_wh: Final = energy_in_today_wh
+        self.energy_stored_wh: Final = energy_stored_wh
+        self.energy_out_today_wh: Final = energy_out_today_wh
+        self.soc_pct: Final = soc_pct
+        self.energy_in_total_kwh: Final = energy_in_total_kwh
+        self.energy_out_total_kwh: Final = energy_out_total_kwh
+        self.raw_key: Final = raw_key
+        """Byte 47: key + 25 (or the legacy device hour)."""
+        self.raw_value: Final = raw_value
+        """Byte 48: the key's value byte (or the legacy device minute)."""
+        self.capacity_kwh: Final = capacity_kwh
+        self.vmin_v: Final = vmin_v
+        self.vmax_v: Final = vmax_v
+        self.vbalance_v: Final = vbalance_v
 
     @property
     def allowed_to_charge(self) -> bool:

@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar, Final
 
+from twin.model.values import Value
 from twin.protocol.frame import (
     CHECKSUM_OFFSET,
     DEFAULT_FORMAT,
@@ -43,13 +45,21 @@ class RejectReason(Enum):
     TRUNCATED = "incomplete frame at the end of the stream"
 
 
-@dataclass(frozen=True, slots=True)
-class FrameReceived:
+class FrameReceived(Value):
     """A decoded frame, its 58 bytes, and when the chunk that completed it arrived."""
 
-    frame: Frame
-    raw: bytes
-    time_s: float | None
+    FIELDS: ClassVar = ("frame", "raw", "time_s")
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        frame: Frame,
+        raw: bytes,
+        time_s: float | None,
+    ) -> None:
+        self.frame: Final = frame
+        self.raw: Final = raw
+        self.time_s: Final = time_s
 
 
 @dataclass(frozen=True, slots=True)
