@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from twin import __version__, tools
 from twin.config import TwinConfig, example_text, load_config
 from twin.errors import ConfigError, OutputError, SourceError
+from twin.model.values import COMPILED
 from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 EXIT_OK = 0
@@ -22,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="twin",
         description="A real-time digital twin of the 123\\SmartBMS battery management system.",
     )
-    parser.add_argument("--version", action="version", version=f"twin {__version__}")
+    build = "compiled core" if COMPILED else "pure Python"
+    parser.add_argument("--version", action="version", version=f"twin {__version__} ({build})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run the twin service (default: an emulated 16S pack)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntFlag
+from typing import Final
 
 from twin.model.inputs import BmsInputs
 from twin.protocol.frame import KEY_COUNT, FirmwareLayout, Frame
@@ -44,17 +45,22 @@ class Status2Flag(IntFlag):
 class Key:
     """The keys of the side channel (byte 47 - 25)."""
 
-    SOH = 0
-    CHARGE_EFFICIENCY = 1
-    VLOW_MSB, VLOW_LSB = 2, 3
-    VNOMINAL_MSB, VNOMINAL_LSB = 4, 5
-    FIRMWARE = 6
-    FIRMWARE_PATCH = 7
-    CYCLES_MSB, CYCLES_LSB = 8, 9
-    CHARGED_KWH = (10, 11, 12)
-    DISCHARGED_KWH = (13, 14, 15)
-    STATUS2 = 16
-    VFULL_MSB, VFULL_LSB = 17, 18
+    # Final: constants of the class (a compiled build would otherwise see instance attributes).
+    SOH: Final = 0
+    CHARGE_EFFICIENCY: Final = 1
+    VLOW_MSB: Final = 2
+    VLOW_LSB: Final = 3
+    VNOMINAL_MSB: Final = 4
+    VNOMINAL_LSB: Final = 5
+    FIRMWARE: Final = 6
+    FIRMWARE_PATCH: Final = 7
+    CYCLES_MSB: Final = 8
+    CYCLES_LSB: Final = 9
+    CHARGED_KWH: Final = (10, 11, 12)
+    DISCHARGED_KWH: Final = (13, 14, 15)
+    STATUS2: Final = 16
+    VFULL_MSB: Final = 17
+    VFULL_LSB: Final = 18
 
 
 @dataclass(frozen=True, slots=True)
