@@ -354,8 +354,13 @@ def _reason(decision: RelayDecision) -> str:
     return "" if blocking is Condition.NONE else str(blocking.name)
 
 
-class Simulation:
-    """One closed-loop run of a ``Scenario``; ``run`` drives it to the end."""
+class World:
+    """The physical side of a scenario: pack, sensors, plant, chain, and the faults on them.
+
+    ``Simulation`` adds the twin at the far end of the wire and runs the whole loop at once;
+    ``advance`` steps the world alone, one message cycle at a time, for a real-time source
+    (``twin run`` with an emulated pack).
+    """
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -367,9 +372,12 @@ class Simulation:
                 settings.generation, settings.cell_count, settings.sensor.sensor_count
             ),
         )
-        initial = self.pack.soc_pct if s.initial_bms_soc_pct is None else s.initial_bms_soc_pct
+        self.initial_bms_soc_pct = (
+            self.pack.soc_pct if s.initial_bms_soc_pct is None else s.initial_bms_soc_pct
+        )
+        """What the BMS believes at the start (its SOC is not the pack's true SOC)."""
         self.true_soc_start_pct = self.pack.soc_pct
-        self.chain = EmulatedChain(s.chain, settings, s.limits, self.pack, initial)
+        self.chain = EmulatedChain(s.chain, settings, s.limits, self.pack, self.initial_bms_soc_pct)
         seed = s.pack.seed
         sensor_settings = settings.sensor
         sensor1 = CurrentSensor(
@@ -392,22 +400,50 @@ class Simulation:
         self.plant = Plant(
             s.plant, settings.cell_count, settings.vbalance_v, self.start_s, s.step_s
         )
-        fmt = s.chain.frame_format
-        self.decoder = StreamDecoder(fmt)
-        self.assembler = FrameAssembler(
-            AssemblySettings(
-                frame_period_s=settings.message_period_s,
-                stale_after_s=s.twin_stale_after_s,
-                layout=fmt.layout,
-            )
-        )
-        self.twin = BmsLogic(settings, s.limits, LogicState(soc=SocState(soc_pct=initial)))
-        self.twin_state: PackState | None = None
         self.noise_probability = 0.0
         self._noise_rng = np.random.default_rng(seed + 21)
-        self.changes: list[RelayChange] = []
         self._last_charger_a = self._last_load_a = 0.0
         """The plant's currents of the last step (a calibration bakes them in)."""
+        self._steps = 0
+
+    def advance(self) -> bytes | None:
+        """One step of ``scenario.step_s`` (use the message period); the bytes on the wire.
+
+        None while the chain is broken. Timed events are the caller's: call ``apply``.
+        """
+        s = self.scenario
+        dt = s.step_s
+        k = self._steps
+        self._steps += 1
+        t = self.start_s + k * dt
+        pack = self.pack
+        ambient_c = s.ambient.at(t)
+        chain = self.chain
+        currents = self.plant.currents(
+            k,
+            pack.pack_voltage_v,
+            pack.ohmic_resistance_ohm,
+            chain.charge_allowed,
+            chain.discharge_allowed,
+            dt,
+        )
+        self._last_charger_a, self._last_load_a = currents.charger_a, currents.load_a
+        pack.step(
+            currents.battery_a,
+            dt,
+            s.settings.vbalance_v if s.settings.balancing else None,
+            ambient_c,
+        )
+        self.wiring.advance(dt)
+        now = t + dt
+        clock_s = now % SECONDS_PER_DAY
+        day = s.plant.day_of_year + int(now // SECONDS_PER_DAY)
+        reading = self.wiring.read(currents.charger_a, currents.load_a, ambient_c)
+        wire = chain.cycle(reading, now, day, (int(clock_s // 3600), int(clock_s % 3600 // 60)))
+        noisy = self.noise_probability and self._noise_rng.random() < self.noise_probability
+        if wire is not None and noisy:
+            wire = _flip_bit(wire, self._noise_rng)
+        return wire
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -452,9 +488,40 @@ class Simulation:
             if action.target in ("both", "bms"):
                 chain.update_settings(apply_changes(chain.settings, action.changes))
             if action.target in ("both", "twin"):
-                self.twin.update_settings(apply_changes(self.twin.settings, action.changes))
+                self.change_twin_settings(action.changes)
         elif isinstance(action, Calibrate):
             self.wiring.calibrate(self._last_charger_a, self._last_load_a)
+
+    def change_twin_settings(self, changes: tuple[tuple[str, float | bool | str], ...]) -> None:
+        """Settings changed at the twin's end of the wire only (none in a world alone)."""
+        raise ValueError("this world has no twin: change the settings of the BMS")
+
+
+class Simulation(World):
+    """One closed-loop run of a ``Scenario``; ``run`` drives it to the end."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__(scenario)
+        s = scenario
+        settings = s.settings
+        fmt = s.chain.frame_format
+        self.decoder = StreamDecoder(fmt)
+        self.assembler = FrameAssembler(
+            AssemblySettings(
+                frame_period_s=settings.message_period_s,
+                stale_after_s=s.twin_stale_after_s,
+                layout=fmt.layout,
+            )
+        )
+        self.twin = BmsLogic(
+            settings, s.limits, LogicState(soc=SocState(soc_pct=self.initial_bms_soc_pct))
+        )
+        self.twin_state: PackState | None = None
+        self.changes: list[RelayChange] = []
+
+    def change_twin_settings(self, changes: tuple[tuple[str, float | bool | str], ...]) -> None:
+        """Settings changed at the twin's end of the wire."""
+        self.twin.update_settings(apply_changes(self.twin.settings, changes))
 
     # ---- the loop -------------------------------------------------------------------------
 

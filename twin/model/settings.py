@@ -9,7 +9,7 @@ setting the BMS cannot hold raises ``ValueError`` (the config layer turns that i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -268,3 +268,48 @@ class BmsSettings:
     def empty_recalibration(self) -> bool:
         """Whether the BMS recalibrates SOC to 0 % when empty (gen3 only; gen2 only on full)."""
         return self.generation is Generation.GEN3
+
+
+#: The settings a remote client may change (Modbus, MQTT), after the PIN: the ones the app lets
+#: a user edit that the frame does not carry from the boards' switches. Name -> (unit, what).
+WRITABLE_SETTINGS: dict[str, tuple[str, str]] = {
+    "vmin_v": ("V", "cell V-min: warning Vl, load relay off"),
+    "vmax_v": ("V", "cell V-max: warning Vh, charge relay off"),
+    "tmin_c": ("C", "T-min: warning Tl, both relays off"),
+    "tmax_c": ("C", "T-max: warning Th, both relays off"),
+    "charge_restart_pct": ("%", "charge relay on again below this SOC"),
+    "discharge_restart_pct": ("%", "load relay on again at or above this SOC"),
+    "capacity_wh": ("Wh", "battery capacity"),
+}
+
+
+def with_settings(settings: BmsSettings, values: dict[str, float]) -> BmsSettings:
+    """``settings`` with writable settings changed, validated together.
+
+    Raises ``KeyError`` for a setting that is not writable and ``ValueError`` (naming the
+    problem) for a value the BMS cannot hold, e.g. V-max below V-balance.
+    """
+    for name, value in values.items():
+        if name not in WRITABLE_SETTINGS:
+            raise KeyError(f"{name} is not a writable setting")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} {value!r} is not a finite number")
+
+    def pick(name: str) -> float:
+        return float(values[name]) if name in values else float(getattr(settings, name))
+
+    return replace(
+        settings,
+        vmin_v=pick("vmin_v"),
+        vmax_v=pick("vmax_v"),
+        tmin_c=pick("tmin_c"),
+        tmax_c=pick("tmax_c"),
+        charge_restart_pct=pick("charge_restart_pct"),
+        discharge_restart_pct=pick("discharge_restart_pct"),
+        capacity_wh=pick("capacity_wh"),
+    )
+
+
+def writable_values(settings: BmsSettings) -> dict[str, float]:
+    """The writable settings' present values."""
+    return {name: float(getattr(settings, name)) for name in WRITABLE_SETTINGS}

@@ -1,0 +1,218 @@
+r"""The twin of one pack at the receiving end of the wire: bytes in, ``TwinState`` out.
+
+``PackShadow`` is the production path of ``twin run`` in one sans-I/O object (like the decoder,
+it is fed bytes and times and never reads a clock):
+
+    UART bytes --StreamDecoder--> frames --FrameAssembler--> BmsInputs --BmsLogic--> TwinState
+
+With a real 123\SmartBMS the twin shadows it: the status bits the BMS reports, the twin's own
+relay decision, and their AND ("effective", what an integrator should act on) are all in the
+state, and a disagreement that lasts longer than one message cycle is an alarm
+(``LimitFlag.BMS_INTERNAL``). The watchdog: no valid frame for ``stale_after_s`` makes the
+logic see a communication error (warning E, both relays off, CCL = DCL = 0) and the state
+``stale``; exporters flag every value then, never silently keep the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twin.model.energy import EnergyCounters
+from twin.model.limits import InverterLimits, LimitFlag, LimitSettings
+from twin.model.logic import BmsLogic, LogicState, PackState
+from twin.model.settings import BmsSettings
+from twin.model.soc import SocState
+from twin.protocol.assembly import AssemblySettings, FrameAssembler, Observation
+from twin.protocol.frame import DEFAULT_FORMAT, FrameFormat
+from twin.protocol.stream import FrameReceived, Rejected, StreamDecoder
+
+_BMS_INTERNAL = LimitFlag.BMS_INTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """One pack's twin at one moment: the snapshot every exporter publishes."""
+
+    pack_id: str
+    now_s: float
+    """On the source's timeline (the emulated clock, or the event loop's for a real port)."""
+    sequence: int
+    """Counts the snapshots of this pack (an exporter can tell a new one from a repeat)."""
+    settings: BmsSettings
+    observation: Observation
+    """The latest frame, the cell table, the key/value channel and the data age."""
+    logic: PackState | None
+    """The twin's own logic after its last cycle; None before the first frame."""
+    reported_charge: bool | None
+    """The BMS's own status bit "allowed to charge"; None before a frame or while stale."""
+    reported_discharge: bool | None
+    divergent: bool
+    """Reported and twin relays have disagreed for longer than one message cycle."""
+    stale: bool
+    """The watchdog fired: no valid frame for ``stale_after_s`` (or none yet)."""
+    bytes_rejected: int
+    frames_received: int
+
+    @property
+    def twin_charge(self) -> bool:
+        """The twin's own decision for the charge relay."""
+        return self.logic is not None and self.logic.charge_allowed
+
+    @property
+    def twin_discharge(self) -> bool:
+        """The twin's own decision for the load relay."""
+        return self.logic is not None and self.logic.discharge_allowed
+
+    @property
+    def effective_charge(self) -> bool:
+        """Charging may go on: the twin and the BMS both allow it, and the data is fresh."""
+        return not self.stale and self.twin_charge and self.reported_charge is not False
+
+    @property
+    def effective_discharge(self) -> bool:
+        """Discharging may go on: the twin and the BMS both allow it, and the data is fresh."""
+        return not self.stale and self.twin_discharge and self.reported_discharge is not False
+
+    @property
+    def data_age_s(self) -> float | None:
+        """Time since the last valid frame; None before any."""
+        return self.observation.frame_age_s
+
+    @property
+    def comm_error(self) -> bool:
+        """Warning E: the chain reports an error, or the twin's watchdog fired."""
+        return self.stale or self.observation.comm_error
+
+    @property
+    def limits(self) -> InverterLimits | None:
+        """What an inverter is told, with the divergence alarm; None before the first frame."""
+        if self.logic is None:
+            return None
+        limits = self.logic.limits
+        if not self.divergent:
+            return limits
+        return InverterLimits(
+            limits.charge_voltage_v,
+            limits.charge_current_a,
+            limits.discharge_current_a,
+            limits.discharge_voltage_v,
+            limits.force_charge,
+            limits.full_charge,
+            limits.alarms | _BMS_INTERNAL,
+            limits.warnings,
+        )
+
+
+class PackShadow:
+    """Decoder, assembler and the twin's ``BmsLogic`` of one pack; ``feed`` and ``tick`` it."""
+
+    def __init__(
+        self,
+        pack_id: str,
+        settings: BmsSettings,
+        limits: LimitSettings | None = None,
+        *,
+        fmt: FrameFormat = DEFAULT_FORMAT,
+        assembly: AssemblySettings | None = None,
+        state: LogicState | None = None,
+    ) -> None:
+        self.pack_id = pack_id
+        self.decoder = StreamDecoder(fmt)
+        self.assembler = FrameAssembler(
+            assembly
+            if assembly is not None
+            else AssemblySettings(frame_period_s=settings.message_period_s, layout=fmt.layout)
+        )
+        self.logic = BmsLogic(settings, limits, state)
+        self.state: TwinState | None = None
+        self.rejected: list[Rejected] = []
+        """Rejected runs since the caller last cleared the list (for logs and counters)."""
+        self._sequence = 0
+        self._pack_state: PackState | None = None
+        self._reported: tuple[bool, bool] | None = None
+        self._diverging_since_s: float | None = None
+        self._stale_stepped_s: float | None = None
+
+    @property
+    def settings(self) -> BmsSettings:
+        """The settings the twin's logic runs with."""
+        return self.logic.settings
+
+    def update_settings(self, settings: BmsSettings) -> None:
+        """New settings from the next cycle on (a validated remote write)."""
+        self.logic.update_settings(settings)
+
+    def memory(self) -> tuple[SocState, EnergyCounters]:
+        """What must survive a restart: the SOC state and the energy counters."""
+        state = self.logic.state
+        return state.soc, state.energy
+
+    def feed(self, data: bytes, now_s: float, local_day: int) -> TwinState | None:
+        """Bytes received at ``now_s``; a new state when they completed at least one frame."""
+        got_frame = False
+        for event in self.decoder.feed(data, now_s):
+            if isinstance(event, FrameReceived):
+                self.assembler.add(event.frame, now_s)
+                got_frame = True
+            else:
+                self.rejected.append(event)
+        if not got_frame:
+            return None
+        return self._cycle(now_s, local_day)
+
+    def tick(self, now_s: float, local_day: int) -> TwinState | None:
+        """The watchdog at ``now_s``: a new (stale) state once per second while no frame comes."""
+        if not self.assembler.comm_lost(now_s):
+            return None
+        last = self._stale_stepped_s
+        if last is not None and now_s - last < 1.0:
+            return None
+        self._stale_stepped_s = now_s
+        return self._cycle(now_s, local_day)
+
+    def _cycle(self, now_s: float, local_day: int) -> TwinState:
+        assembler = self.assembler
+        stale = assembler.comm_lost(now_s)
+        inputs = assembler.inputs(now_s)
+        if inputs is not None:
+            self._pack_state = self.logic.step(inputs, now_s, local_day)
+        observation = assembler.observe(now_s)
+        frame = observation.frame
+        reported = (
+            None
+            if frame is None or stale
+            else (
+                frame.allowed_to_charge,
+                frame.allowed_to_discharge,
+            )
+        )
+        pack_state = self._pack_state
+        twin = (
+            (pack_state.charge_allowed, pack_state.discharge_allowed)
+            if pack_state is not None
+            else (False, False)
+        )
+        if reported is not None and reported != twin:
+            if self._diverging_since_s is None:
+                self._diverging_since_s = now_s
+        else:
+            self._diverging_since_s = None
+        since = self._diverging_since_s
+        divergent = since is not None and now_s - since > assembler.settings.frame_period_s
+        self._sequence += 1
+        state = TwinState(
+            pack_id=self.pack_id,
+            now_s=now_s,
+            sequence=self._sequence,
+            settings=self.logic.settings,
+            observation=observation,
+            logic=pack_state,
+            reported_charge=None if reported is None else reported[0],
+            reported_discharge=None if reported is None else reported[1],
+            divergent=divergent,
+            stale=stale,
+            bytes_rejected=self.decoder.bytes_rejected,
+            frames_received=assembler.frames_received,
+        )
+        self.state = state
+        return state
