@@ -29,6 +29,26 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the twin service (default: an emulated 16S pack)")
     run.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
+    run.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        metavar="N",
+        help="run emulated packs N times faster than real time (default 1)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines (default: text)"
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="(default: info)",
+    )
+    run.add_argument(
+        "--state", metavar="FILE", help="state file (default: the config's [store] path)"
+    )
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
@@ -180,14 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(example_text())
             return EXIT_OK
         if args.command == "run":
+            from twin.app import RunOptions, configure_logging, serve
+
             config = load_config(args.config)
-            print(_summary(config), file=sys.stderr)
-            print(
-                "twin run: the real-time service is not available yet in this version "
-                "(the configuration above is valid).",
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
+            configure_logging(args.log_format, args.log_level)
+            options = RunOptions(speed=args.speed, quiet=args.quiet, state_path=args.state)
+            try:
+                return asyncio.run(serve(config, options))
+            except KeyboardInterrupt:  # a second Ctrl-C while stopping
+                return EXIT_FAILURE
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -10,6 +10,7 @@ example (``twin config --example``) and the embedded default that ``twin run`` u
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 import types
@@ -132,6 +133,11 @@ class SourceModel(_Model):
     layout: FirmwareLayout = FirmwareLayout.KEY_VALUE
     stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
     cell_stale_factor: float = Field(default=3.0, ge=1.0, le=100.0)
+    capacity_ah: float | None = Field(default=None, gt=0.0, le=100_000.0)
+    true_soc_pct: float | None = Field(default=None, ge=0.0, le=100.0)
+    spread: Literal["matched", "typical", "bad"] | None = None
+    annual_kwh: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class PackModel(_Model):
@@ -181,10 +187,18 @@ class PackModel(_Model):
         return value
 
 
+class StoreModel(_Model):
+    """``[store]``: where the twin keeps SOC, counters and written settings across restarts."""
+
+    path: str | None = Field(default=None, min_length=1)
+    save_interval_s: float = Field(default=30.0, ge=1.0, le=86_400.0)
+
+
 class ConfigModel(_Model):
     """The whole file."""
 
     pack: list[PackModel] = Field(min_length=1, max_length=64)
+    store: StoreModel = Field(default_factory=StoreModel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +230,8 @@ class SourceConfig:
     repeat: bool = False
     frame_format: FrameFormat = field(default_factory=FrameFormat)
     assembly: AssemblySettings = field(default_factory=AssemblySettings)
+    world: Scenario | None = None
+    """emulator: the emulated pack and its plant (the clock is set when the service starts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +247,20 @@ class PackConfig:
     source: SourceConfig = SourceConfig()
 
 
+def default_state_path() -> Path:
+    """``$XDG_STATE_HOME/twin/state.json`` (``~/.local/state/twin/state.json``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "twin" / "state.json"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """The state file and how often it is written (and at every clean stop)."""
+
+    path: Path = field(default_factory=default_state_path)
+    save_interval_s: float = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class TwinConfig:
     """The whole configuration."""
@@ -238,6 +268,7 @@ class TwinConfig:
     packs: tuple[PackConfig, ...]
     source: str
     """Where it came from: a path, or ``<embedded default>``."""
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +334,16 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
             packs.append(_pack_config(pack, where, base_dir or Path.cwd()))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
-    return TwinConfig(packs=tuple(packs), source=source)
+    store_path = default_state_path()
+    if model.store.path is not None:
+        store_path = Path(model.store.path).expanduser()
+        if not store_path.is_absolute():
+            store_path = (base_dir or Path.cwd()) / store_path
+    return TwinConfig(
+        packs=tuple(packs),
+        source=source,
+        store=StoreConfig(store_path, model.store.save_interval_s),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +532,9 @@ def _pack_config(pack: PackModel, where: str, base_dir: Path) -> PackConfig:
         pin=pack.pin,
         initial_soc_pct=pack.initial_soc_pct,
         chemistry=pack.chemistry,
-        source=_source_config(pack.source, settings, f"{where}.source", base_dir),
+        source=_source_config(
+            pack.source, settings, limits, pack.chemistry, f"{where}.source", base_dir
+        ),
     )
 
 
@@ -504,11 +546,25 @@ _SOURCE_FIELDS_OF_KIND = {
     "file": SourceKind.REPLAY,
     "speed": SourceKind.REPLAY,
     "repeat": SourceKind.REPLAY,
+    "capacity_ah": SourceKind.EMULATOR,
+    "true_soc_pct": SourceKind.EMULATOR,
+    "spread": SourceKind.EMULATOR,
+    "annual_kwh": SourceKind.EMULATOR,
+    "seed": SourceKind.EMULATOR,
 }
+
+#: The usable share of the cells that the example's capacity setting assumes (80 %): the
+#: emulated cells are the capacity setting / this, unless ``capacity_ah`` says otherwise.
+EMULATED_USABLE_SHARE = 0.8
 
 
 def _source_config(
-    source: SourceModel, settings: BmsSettings, where: str, base_dir: Path
+    source: SourceModel,
+    settings: BmsSettings,
+    limits: LimitSettings,
+    chemistry: Chemistry | None,
+    where: str,
+    base_dir: Path,
 ) -> SourceConfig:
     kind = SourceKind(source.kind)
     for name, owner in _SOURCE_FIELDS_OF_KIND.items():
@@ -527,6 +583,10 @@ def _source_config(
             file = base_dir / file
         if not file.is_file():
             raise ConfigError(f"{where}.file: {source.file!r}: no such file ({file})")
+    frame_format = FrameFormat(source.temperature_scale, source.layout)
+    world = None
+    if kind is SourceKind.EMULATOR:
+        world = _emulated_world(source, settings, limits, chemistry, frame_format, where)
     return SourceConfig(
         kind=kind,
         port=source.port or "auto",
@@ -535,7 +595,8 @@ def _source_config(
         file=file,
         speed=None if source.speed == 0 else (source.speed or 1.0),
         repeat=bool(source.repeat),
-        frame_format=FrameFormat(source.temperature_scale, source.layout),
+        frame_format=frame_format,
+        world=world,
         assembly=AssemblySettings(
             frame_period_s=settings.message_period_s,
             cell_stale_factor=source.cell_stale_factor,
@@ -543,6 +604,50 @@ def _source_config(
             layout=source.layout,
         ),
     )
+
+
+def _emulated_world(
+    source: SourceModel,
+    settings: BmsSettings,
+    limits: LimitSettings,
+    chemistry: Chemistry | None,
+    frame_format: FrameFormat,
+    where: str,
+) -> Scenario:
+    """The world an emulated pack lives in for ``twin run``: its cells, a sunny household.
+
+    The clock (start time, day of year) is set when the service starts.
+    """
+    seed = source.seed or 0
+    capacity_ah = source.capacity_ah or settings.capacity_ah / EMULATED_USABLE_SHARE
+    try:
+        pack = PackSpec(
+            chemistry=chemistry or Chemistry.LIFEPO4,
+            cell_count=settings.cell_count,
+            capacity_ah=capacity_ah,
+            spread=Spread(source.spread or "typical"),
+            initial_soc_pct=60.0 if source.true_soc_pct is None else source.true_soc_pct,
+            seed=seed,
+        )
+        plant = PlantSpec(
+            solar=SolarSpec(peak_w=settings.solar_peak_w) if settings.solar_peak_w > 0 else None,
+            load=LoadSpec(annual_kwh=3500.0 if source.annual_kwh is None else source.annual_kwh),
+            inverter=InverterSpec(max_power_w=settings.inverter_peak_w),
+            seed=seed,
+        )
+        return Scenario(
+            name="twin run",
+            settings=settings,
+            duration_s=86_400.0,  # unused: the service steps the world until it stops
+            step_s=settings.message_period_s,
+            limits=limits,
+            pack=pack,
+            plant=plant,
+            chain=ChainSpec(frame_format=frame_format, seed=seed + 5),
+            twin_stale_after_s=1.0,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: the emulated pack: {exc}") from exc
 
 
 _T = typing.TypeVar("_T")

@@ -1,0 +1,566 @@
+r"""``twin run``: the composition root, the only module that sees sources and exporters together.
+
+One asyncio TaskGroup runs, per pack, its byte source (an emulated pack in real time or
+``speed`` x faster, a serial port, a capture replay) feeding a ``PackShadow`` (decoder,
+assembler, the twin's own ``BmsLogic``) and the pack's watchdog; the latest-value hub holds the
+newest frozen ``TwinState`` of every pack and the fleet aggregate; the exporters read the hub;
+the store saves SOC, counters and written settings every interval and at the end; a status line
+shows what is going on. SIGINT and SIGTERM stop it cleanly (a final save, exit code 0).
+
+A failing source or exporter never stops the twin: a source that fails is restarted with a
+backoff while the watchdog marks the pack stale (warning E, relays off everywhere), and an
+exporter retries by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from twin.config import PackConfig, SourceKind, TwinConfig
+from twin.emulator.simulation import World
+from twin.errors import SourceError
+from twin.model.fleet import FleetState, aggregate_fleet
+from twin.model.logic import LogicState
+from twin.model.settings import BmsSettings, with_settings, writable_values
+from twin.model.status import StatusFlag
+from twin.protocol.shadow import PackShadow, TwinState
+from twin.sources.base import ByteSource
+from twin.sources.capture import ReplaySource
+from twin.sources.emulator import EmulatorSource
+from twin.sources.serial import SerialSource
+from twin.store import PackMemory, StateStore, StoreError
+
+log = logging.getLogger("twin")
+
+#: How often the watchdog looks at each pack (wall seconds).
+WATCHDOG_INTERVAL_S = 0.25
+#: Backoff of a source that failed or ended, before it is started again.
+SOURCE_RETRY_MIN_S = 0.5
+SOURCE_RETRY_MAX_S = 10.0
+
+
+# ---- the latest-value hub ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """The fleet aggregate, and whether every pack is in it."""
+
+    state: FleetState | None
+    """The aggregate of the packs that have a logic state; None before any has."""
+    complete: bool
+    """Every configured pack is in the aggregate and none is stale."""
+    effective_charge: bool
+    """Every pack's effective charge relay is on (relays are wired in series)."""
+    effective_discharge: bool
+
+
+class StateHub:
+    """The newest ``TwinState`` of each pack and the fleet aggregate; exporters read it.
+
+    ``publish`` replaces a pack's snapshot and recomputes the fleet; ``wait`` lets an exporter
+    sleep until something newer than the version it has seen arrives.
+    """
+
+    def __init__(self, pack_ids: tuple[str, ...]) -> None:
+        if not pack_ids:
+            raise ValueError("a hub needs at least one pack")
+        self.pack_ids = pack_ids
+        self._states: dict[str, TwinState] = {}
+        self.fleet = FleetView(None, False, False, False)
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    def publish(self, state: TwinState) -> None:
+        """A new snapshot of one pack."""
+        self._states[state.pack_id] = state
+        self.fleet = self._aggregate()
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def latest(self, pack_id: str) -> TwinState | None:
+        """The newest snapshot of ``pack_id``; None before its first."""
+        return self._states.get(pack_id)
+
+    def states(self) -> Mapping[str, TwinState]:
+        """The newest snapshot of every pack that has one."""
+        return dict(self._states)
+
+    async def wait(self, seen_version: int) -> int:
+        """Wait for a version newer than ``seen_version``; returns the current one."""
+        while self.version <= seen_version:
+            await self._changed.wait()
+        return self.version
+
+    def _aggregate(self) -> FleetView:
+        states = self._states
+        logic = {pid: s.logic for pid, s in states.items() if s.logic is not None}
+        fleet = aggregate_fleet(logic) if logic else None
+        complete = len(logic) == len(self.pack_ids) and not any(s.stale for s in states.values())
+        every = [states.get(pid) for pid in self.pack_ids]
+        return FleetView(
+            state=fleet,
+            complete=complete,
+            effective_charge=all(s is not None and s.effective_charge for s in every),
+            effective_discharge=all(s is not None and s.effective_discharge for s in every),
+        )
+
+
+# ---- one pack ----------------------------------------------------------------------------
+
+
+class Timeline:
+    """A source's clock: anchored at its last timed chunk, running at ``rate`` x wall time.
+
+    A live port runs on the event loop's clock (rate 1), an emulated pack on its emulated
+    clock (rate = speed), a replay on the recorded times. The watchdog asks ``now`` between
+    chunks; ``now`` never goes back behind a chunk already seen.
+    """
+
+    def __init__(self, anchor_s: float, wall_s: float, rate: float) -> None:
+        self._anchor_s = anchor_s
+        self._wall_s = wall_s
+        self.rate = rate
+
+    def mark(self, time_s: float, wall_s: float) -> None:
+        """A chunk stamped ``time_s`` arrived at ``wall_s``."""
+        self._anchor_s, self._wall_s = time_s, wall_s
+
+    def now(self, wall_s: float) -> float:
+        """The source's time at ``wall_s``."""
+        return self._anchor_s + max(0.0, wall_s - self._wall_s) * self.rate
+
+
+def restored_settings(config: PackConfig, memory: PackMemory | None) -> BmsSettings:
+    """The config's settings with the remotely written ones from the store, if still valid."""
+    if memory is None or not memory.settings:
+        return config.settings
+    try:
+        return with_settings(config.settings, dict(memory.settings))
+    except (KeyError, ValueError) as exc:
+        log.warning(
+            "%s: the stored settings %s do not fit the configuration (%s): using the config's",
+            config.pack_id,
+            dict(memory.settings),
+            exc,
+        )
+        return config.settings
+
+
+class PackRuntime:
+    """One pack in the service: its source, its shadow, its clock and local calendar day."""
+
+    def __init__(
+        self,
+        config: PackConfig,
+        source: ByteSource,
+        timeline: Timeline,
+        local_day: Callable[[float], int],
+        memory: PackMemory | None,
+        world: World | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.timeline = timeline
+        self.local_day = local_day
+        self.world = world
+        """The emulated pack behind an emulator source (faults are injected here)."""
+        settings = restored_settings(config, memory)
+        state = LogicState(
+            soc=memory.soc if memory is not None else None,
+            energy=memory.energy if memory is not None else None,
+        )
+        if memory is None:
+            state = state.replace(soc=state.soc.replace(soc_pct=config.initial_soc_pct))
+        src = config.source
+        self.shadow = PackShadow(
+            config.pack_id,
+            settings,
+            config.limits,
+            fmt=src.frame_format,
+            assembly=src.assembly,
+            state=state,
+        )
+        if world is not None and settings != world.chain.settings:
+            world.chain.update_settings(settings)
+        self.source_failures = 0
+        self._was_stale: bool | None = None
+        self._was_divergent = False
+
+    @property
+    def pack_id(self) -> str:
+        """The pack's id from the configuration."""
+        return self.config.pack_id
+
+    def memory(self) -> PackMemory:
+        """What the store keeps for this pack."""
+        soc, energy = self.shadow.memory()
+        settings = self.shadow.settings
+        written = {
+            name: value
+            for name, value in writable_values(settings).items()
+            if not math.isclose(value, float(getattr(self.config.settings, name)))
+        }
+        return PackMemory(soc=soc, energy=energy, settings=written)
+
+    def apply_settings(self, values: dict[str, float]) -> BmsSettings:
+        """Validated remote settings: the twin (and an emulated BMS) use them from now on."""
+        settings = with_settings(self.shadow.settings, values)
+        self.shadow.update_settings(settings)
+        if self.world is not None:
+            self.world.chain.update_settings(settings)
+        return settings
+
+    async def run_source(self, hub: StateHub) -> None:
+        """Feed the shadow from the source for ever, restarting a source that fails or ends."""
+        loop = asyncio.get_running_loop()
+        backoff_s = SOURCE_RETRY_MIN_S
+        while True:
+            try:
+                async for chunk in self.source.chunks():
+                    wall = loop.time()
+                    if chunk.time_s is not None:
+                        self.timeline.mark(chunk.time_s, wall)
+                    now = chunk.time_s if chunk.time_s is not None else self.timeline.now(wall)
+                    state = self.shadow.feed(chunk.data, now, self.local_day(now))
+                    self._log_rejected()
+                    if state is not None:
+                        self._log_transition(state)
+                        hub.publish(state)
+                    backoff_s = SOURCE_RETRY_MIN_S
+                log.warning("%s: source %s ended", self.pack_id, self.source.name)
+                if self.config.source.kind is SourceKind.REPLAY:
+                    return  # a replay that ended stays ended; the watchdog reports it stale
+            except (SourceError, OSError, ValueError) as exc:
+                self.source_failures += 1
+                log.error("%s: source %s failed: %s", self.pack_id, self.source.name, exc)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, SOURCE_RETRY_MAX_S)
+
+    async def run_watchdog(self, hub: StateHub) -> None:
+        """Mark the pack stale when its frames stop (checked every WATCHDOG_INTERVAL_S)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            now = self.timeline.now(loop.time())
+            state = self.shadow.tick(now, self.local_day(now))
+            if state is not None:
+                self._log_transition(state)
+                hub.publish(state)
+
+    def _log_transition(self, state: TwinState) -> None:
+        """Log when frames start, stop (the watchdog) and come back, and divergences."""
+        if state.stale != self._was_stale:
+            if state.stale:
+                age = state.data_age_s
+                log.warning(
+                    "%s: no valid frame %s: communication error E, both relays off",
+                    self.pack_id,
+                    "yet" if age is None else f"for {age:.1f} s",
+                )
+            else:
+                log.info("%s: receiving frames from %s", self.pack_id, self.source.name)
+            self._was_stale = state.stale
+        if state.divergent != self._was_divergent:
+            if state.divergent:
+                log.warning(
+                    "%s: the BMS reports charge %s / discharge %s, the twin decides %s / %s",
+                    self.pack_id,
+                    state.reported_charge,
+                    state.reported_discharge,
+                    state.twin_charge,
+                    state.twin_discharge,
+                )
+            else:
+                log.info("%s: the BMS and the twin agree again", self.pack_id)
+            self._was_divergent = state.divergent
+
+    def _log_rejected(self) -> None:
+        rejected = self.shadow.rejected
+        if rejected:
+            for event in rejected[:3]:
+                log.debug("%s: %d bytes rejected: %s", self.pack_id, len(event.data), event.reason)
+            rejected.clear()
+
+
+def build_runtime(
+    config: PackConfig, memory: PackMemory | None, *, speed: float, now: dt.datetime
+) -> PackRuntime:
+    """The pack's source, clock and calendar, from its configuration."""
+    loop = asyncio.get_running_loop()
+    src = config.source
+    if src.kind is SourceKind.EMULATOR:
+        assert src.world is not None, "the config builds the emulated world"
+        start_s = now.hour * 3600.0 + now.minute * 60.0 + now.second
+        scenario = dataclasses.replace(
+            src.world,
+            start_h=start_s / 3600.0,
+            plant=dataclasses.replace(src.world.plant, day_of_year=now.timetuple().tm_yday),
+        )
+        world = World(scenario)
+        if memory is not None:
+            # The emulated BMS remembers what the twin remembers (both survived the restart).
+            world.chain.logic.state = world.chain.logic.state.replace(
+                soc=memory.soc, energy=memory.energy
+            )
+        emulator = EmulatorSource(world, name=f"emulator:{config.pack_id}", speed=speed)
+        first_day = now.date().toordinal()
+
+        def emulated_day(time_s: float) -> int:
+            return first_day + int((start_s + time_s) // 86_400.0)
+
+        return PackRuntime(
+            config, emulator, Timeline(0.0, loop.time(), speed), emulated_day, memory, world
+        )
+    if src.kind is SourceKind.SERIAL:
+        serial_source = SerialSource(src.port, baudrate=src.baudrate, usb_serial=src.usb_serial)
+        return PackRuntime(
+            config, serial_source, Timeline(loop.time(), loop.time(), 1.0), _today, memory
+        )
+    assert src.file is not None, "the config checks that a replay has a file"
+    replay = ReplaySource(src.file, speed=src.speed, repeat=src.repeat)
+    rate = src.speed if src.speed is not None else 1.0
+    return PackRuntime(config, replay, Timeline(0.0, loop.time(), rate), _today, memory)
+
+
+def _today(_time_s: float) -> int:
+    return dt.date.today().toordinal()
+
+
+# ---- the status line ---------------------------------------------------------------------
+
+#: The app's warning lights, in its order.
+WARNING_LETTERS = (
+    (StatusFlag.E, "E"),
+    (StatusFlag.VL, "Vl"),
+    (StatusFlag.VH, "Vh"),
+    (StatusFlag.TL, "Tl"),
+    (StatusFlag.TH, "Th"),
+)
+
+
+class StatusSource(Protocol):
+    """Something that adds to the status line (an exporter: its clients)."""
+
+    def status(self) -> str:
+        """A few words, e.g. ``modbus 3 clients``."""
+        ...
+
+
+def pack_status(state: TwinState | None, pack_id: str) -> str:
+    """One pack in the status line."""
+    if state is None:
+        return f"{pack_id}: waiting for frames"
+    if state.logic is None:
+        return f"{pack_id}: no frame yet (stale)"
+    inputs = state.logic.inputs
+    current = inputs.measured_battery_current_a
+    current_text = "   n/a" if current is None else f"{current:+6.1f} A"
+    warnings = "".join(letter for flag, letter in WARNING_LETTERS if state.logic.warnings & flag)
+    relays = (
+        f"C {'on ' if state.effective_charge else 'off'} D "
+        f"{'on ' if state.effective_discharge else 'off'}"
+    )
+    stale = " STALE" if state.stale else ""
+    diverge = " DIVERGENT" if state.divergent else ""
+    return (
+        f"{pack_id}: {inputs.pack_voltage_v:6.2f} V {current_text} SOC "
+        f"{state.logic.soc_pct:5.1f} % {relays} {warnings or '-'}{stale}{diverge}"
+    )
+
+
+class StatusLine:
+    """A live status line on a terminal; a periodic log line otherwise."""
+
+    def __init__(
+        self,
+        hub: StateHub,
+        extras: list[StatusSource],
+        stream: TextIO = sys.stderr,
+        *,
+        interval_s: float = 1.0,
+        plain_every_s: float = 10.0,
+    ) -> None:
+        self.hub = hub
+        self.extras = extras
+        self.stream = stream
+        self.interval_s = interval_s
+        self.plain_every_s = plain_every_s
+        self.live = stream.isatty()
+        self._width = 0
+
+    def text(self) -> str:
+        """The line as it is now."""
+        parts = [pack_status(self.hub.latest(pid), pid) for pid in self.hub.pack_ids]
+        parts += [extra.status() for extra in self.extras]
+        return " | ".join(parts)
+
+    async def run(self) -> None:
+        """Refresh the line until cancelled; then end it with a newline."""
+        last_plain = -math.inf
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                text = self.text()
+                if self.live:
+                    self.stream.write("\r" + text.ljust(self._width))
+                    self.stream.flush()
+                    self._width = len(text)
+                elif loop.time() - last_plain >= self.plain_every_s:
+                    self.stream.write(text + "\n")
+                    self.stream.flush()
+                    last_plain = loop.time()
+                await asyncio.sleep(self.interval_s)
+        finally:
+            if self.live and self._width:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+# ---- logging -----------------------------------------------------------------------------
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(fmt: str, level: str, stream: TextIO = sys.stderr) -> None:
+    """Log to ``stream`` as text or JSON lines; pymodbus only from warnings up."""
+    handler = logging.StreamHandler(stream)
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # pymodbus logs every request at debug level, and switches hex dumps on after an error.
+    logging.getLogger("pymodbus").setLevel(logging.WARNING)
+
+
+# ---- the service -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What the command line adds to the configuration."""
+
+    speed: float = 1.0
+    quiet: bool = False
+    state_path: str | None = None
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the TaskGroup to end it on a signal."""
+
+
+class Service:
+    """Everything ``twin run`` runs, built from a validated configuration."""
+
+    def __init__(self, config: TwinConfig, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        path = (
+            config.store.path
+            if options.state_path is None
+            else Path(options.state_path).expanduser()
+        )
+        self.store = StateStore(path)
+        self.hub = StateHub(tuple(p.pack_id for p in config.packs))
+        self.packs: list[PackRuntime] = []
+        self.stopping = asyncio.Event()
+
+    def memories(self) -> dict[str, PackMemory]:
+        """What the store keeps, for every pack."""
+        return {pack.pack_id: pack.memory() for pack in self.packs}
+
+    async def save(self) -> None:
+        """Write the state file (in a thread: fsync may take a while)."""
+        memories = self.memories()
+        try:
+            await asyncio.to_thread(self.store.save, memories)
+        except StoreError as exc:
+            log.error("%s", exc)
+
+    async def run(self) -> None:
+        """Run until ``stopping`` is set; then save and return."""
+        memories = self.store.load()
+        if memories:
+            log.info("restored %s from %s", ", ".join(sorted(memories)), self.store.path)
+        now = dt.datetime.now().astimezone()
+        self.packs = [
+            build_runtime(p, memories.get(p.pack_id), speed=self.options.speed, now=now)
+            for p in self.config.packs
+        ]
+        for pack in self.packs:
+            log.info(
+                "%s: %d cells, source %s",
+                pack.pack_id,
+                pack.shadow.settings.cell_count,
+                pack.source.name,
+            )
+        status = None if self.options.quiet else StatusLine(self.hub, [])
+        try:
+            async with asyncio.TaskGroup() as group:
+                for pack in self.packs:
+                    group.create_task(pack.run_source(self.hub), name=f"source:{pack.pack_id}")
+                    group.create_task(pack.run_watchdog(self.hub), name=f"watch:{pack.pack_id}")
+                group.create_task(self._save_periodically(), name="store")
+                if status is not None:
+                    group.create_task(status.run(), name="status")
+                group.create_task(self._stop_on_request(), name="stop")
+        except* _StopRequestedError:
+            pass
+        await self.save()
+        log.info("stopped; state saved to %s", self.store.path)
+
+    async def _stop_on_request(self) -> None:
+        await self.stopping.wait()
+        raise _StopRequestedError
+
+    async def _save_periodically(self) -> None:
+        interval = self.config.store.save_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self.save()
+
+
+async def serve(config: TwinConfig, options: RunOptions) -> int:
+    """Run the service until SIGINT / SIGTERM; returns the exit code."""
+    service = Service(config, options)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # platforms without signal handlers
+            loop.add_signal_handler(signum, service.stopping.set)
+    started = time.monotonic()
+    await service.run()
+    log.debug("ran for %.1f s", time.monotonic() - started)
+    return 0
