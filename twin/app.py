@@ -29,14 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from twin.config import PackConfig, SourceKind, TwinConfig
+from twin import __version__
+from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
 from twin.emulator.simulation import World
 from twin.errors import SourceError
-from twin.model.fleet import FleetState, aggregate_fleet
+from twin.exporters.modbus import ModbusExporter
 from twin.model.logic import LogicState
+from twin.model.pin import PinGuard
 from twin.model.settings import BmsSettings, with_settings, writable_values
 from twin.model.status import StatusFlag
-from twin.protocol.shadow import PackShadow, TwinState
+from twin.protocol.shadow import PackShadow, TwinState, fleet_view
 from twin.sources.base import ByteSource
 from twin.sources.capture import ReplaySource
 from twin.sources.emulator import EmulatorSource
@@ -55,19 +57,6 @@ SOURCE_RETRY_MAX_S = 10.0
 # ---- the latest-value hub ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FleetView:
-    """The fleet aggregate, and whether every pack is in it."""
-
-    state: FleetState | None
-    """The aggregate of the packs that have a logic state; None before any has."""
-    complete: bool
-    """Every configured pack is in the aggregate and none is stale."""
-    effective_charge: bool
-    """Every pack's effective charge relay is on (relays are wired in series)."""
-    effective_discharge: bool
-
-
 class StateHub:
     """The newest ``TwinState`` of each pack and the fleet aggregate; exporters read it.
 
@@ -80,14 +69,16 @@ class StateHub:
             raise ValueError("a hub needs at least one pack")
         self.pack_ids = pack_ids
         self._states: dict[str, TwinState] = {}
-        self.fleet = FleetView(None, False, False, False)
+        self._published_at: dict[str, float] = {}
+        self.fleet = fleet_view({}, pack_ids)
         self.version = 0
         self._changed = asyncio.Event()
 
     def publish(self, state: TwinState) -> None:
         """A new snapshot of one pack."""
         self._states[state.pack_id] = state
-        self.fleet = self._aggregate()
+        self._published_at[state.pack_id] = asyncio.get_running_loop().time()
+        self.fleet = fleet_view(self._states, self.pack_ids)
         self.version += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -95,6 +86,10 @@ class StateHub:
     def latest(self, pack_id: str) -> TwinState | None:
         """The newest snapshot of ``pack_id``; None before its first."""
         return self._states.get(pack_id)
+
+    def published_at(self, pack_id: str) -> float | None:
+        """When (event-loop time) the newest snapshot of ``pack_id`` was published."""
+        return self._published_at.get(pack_id)
 
     def states(self) -> Mapping[str, TwinState]:
         """The newest snapshot of every pack that has one."""
@@ -105,19 +100,6 @@ class StateHub:
         while self.version <= seen_version:
             await self._changed.wait()
         return self.version
-
-    def _aggregate(self) -> FleetView:
-        states = self._states
-        logic = {pid: s.logic for pid, s in states.items() if s.logic is not None}
-        fleet = aggregate_fleet(logic) if logic else None
-        complete = len(logic) == len(self.pack_ids) and not any(s.stale for s in states.values())
-        every = [states.get(pid) for pid in self.pack_ids]
-        return FleetView(
-            state=fleet,
-            complete=complete,
-            effective_charge=all(s is not None and s.effective_charge for s in every),
-            effective_discharge=all(s is not None and s.effective_discharge for s in every),
-        )
 
 
 # ---- one pack ----------------------------------------------------------------------------
@@ -197,8 +179,10 @@ class PackRuntime:
         )
         if world is not None and settings != world.chain.settings:
             world.chain.update_settings(settings)
+        self.pin_guard = PinGuard(config.pin)
         self.source_failures = 0
         self._was_stale: bool | None = None
+        self._started_s = timeline.now(asyncio.get_running_loop().time())
         self._was_divergent = False
 
     @property
@@ -267,6 +251,11 @@ class PackRuntime:
         if state.stale != self._was_stale:
             if state.stale:
                 age = state.data_age_s
+                just_started = (
+                    state.now_s - self._started_s < self.config.source.assembly.stale_after_s
+                )
+                if age is None and just_started:
+                    return  # just started: not an error yet (the state says "no frame yet")
                 log.warning(
                     "%s: no valid frame %s: communication error E, both relays off",
                     self.pack_id,
@@ -497,6 +486,27 @@ class Service:
         self.hub = StateHub(tuple(p.pack_id for p in config.packs))
         self.packs: list[PackRuntime] = []
         self.stopping = asyncio.Event()
+        self._save_soon = asyncio.Event()
+
+    # ---- SettingsPort (for the exporters) ------------------------------------------------
+
+    def _pack(self, pack_id: str) -> PackRuntime:
+        for pack in self.packs:
+            if pack.pack_id == pack_id:
+                return pack
+        raise KeyError(pack_id)
+
+    def pin_guard(self, pack_id: str) -> PinGuard:
+        """The pack's PIN guard, shared by every interface."""
+        return self._pack(pack_id).pin_guard
+
+    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
+        """Apply validated settings to the pack's twin (and its emulated BMS); save soon."""
+        try:
+            self._pack(pack_id).apply_settings(values)
+        except KeyError as exc:
+            raise ValueError(str(exc).strip("'")) from exc
+        self._save_soon.set()
 
     def memories(self) -> dict[str, PackMemory]:
         """What the store keeps, for every pack."""
@@ -527,13 +537,16 @@ class Service:
                 pack.shadow.settings.cell_count,
                 pack.source.name,
             )
-        status = None if self.options.quiet else StatusLine(self.hub, [])
+        exporters = self._exporters()
+        status = None if self.options.quiet else StatusLine(self.hub, list(exporters.values()))
         try:
             async with asyncio.TaskGroup() as group:
                 for pack in self.packs:
                     group.create_task(pack.run_source(self.hub), name=f"source:{pack.pack_id}")
                     group.create_task(pack.run_watchdog(self.hub), name=f"watch:{pack.pack_id}")
                 group.create_task(self._save_periodically(), name="store")
+                for name, exporter in exporters.items():
+                    group.create_task(exporter.run(), name=name)
                 if status is not None:
                     group.create_task(status.run(), name="status")
                 group.create_task(self._stop_on_request(), name="stop")
@@ -546,10 +559,28 @@ class Service:
         await self.stopping.wait()
         raise _StopRequestedError
 
+    def _exporters(self) -> dict[str, ModbusExporter]:
+        exporters: dict[str, ModbusExporter] = {}
+        modbus = self.config.modbus
+        if modbus is not None:
+            exporters["modbus"] = ModbusExporter(
+                self.hub,
+                self,
+                load_register_maps(),
+                modbus,
+                {p.pack_id: p.shadow.settings.cell_count for p in self.packs},
+                version=__version__,
+            )
+        return exporters
+
     async def _save_periodically(self) -> None:
+        """Every interval, and soon after an accepted settings write."""
         interval = self.config.store.save_interval_s
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._save_soon.wait()
+            self._save_soon.clear()
             await self.save()
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,15 +37,35 @@ stale_after_s = {stale_after_s}
 [store]
 path = "state.json"
 save_interval_s = {save_interval_s}
+
+[modbus]
+port = {port}
 """
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def write_config(
-    directory: Path, *, save_interval_s: float = 1.0, stale_after_s: float = 10.0, extra: str = ""
+    directory: Path,
+    *,
+    save_interval_s: float = 1.0,
+    stale_after_s: float = 10.0,
+    port: int | None = None,
+    extra: str = "",
 ) -> Path:
-    """A config in ``directory`` (its state file beside it)."""
+    """A config in ``directory`` (its state file beside it, Modbus on ``port`` or a free one)."""
     path = directory / "twin.toml"
-    text = CONFIG.format(save_interval_s=save_interval_s, stale_after_s=stale_after_s)
+    text = CONFIG.format(
+        save_interval_s=save_interval_s,
+        stale_after_s=stale_after_s,
+        port=port if port is not None else free_port(),
+    )
     path.write_text(text + extra, encoding="utf-8")
     return path
 

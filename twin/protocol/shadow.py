@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twin.model.energy import EnergyCounters
+from twin.model.fleet import FleetState, aggregate_fleet
 from twin.model.limits import InverterLimits, LimitFlag, LimitSettings
 from twin.model.logic import BmsLogic, LogicState, PackState
 from twin.model.settings import BmsSettings
@@ -216,3 +217,33 @@ class PackShadow:
         )
         self.state = state
         return state
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """The fleet aggregate of the packs' newest states, and whether every pack is in it."""
+
+    state: FleetState | None
+    """The aggregate of the packs that have a logic state; None before any has."""
+    complete: bool
+    """Every configured pack is in the aggregate and none is stale."""
+    effective_charge: bool
+    """Every pack's effective charge relay is on (the packs' relays are wired in series)."""
+    effective_discharge: bool
+    stale: bool
+    """Some pack has no fresh data (its relays count as off)."""
+
+
+def fleet_view(states: dict[str, TwinState], pack_ids: tuple[str, ...]) -> FleetView:
+    """The fleet of ``pack_ids`` from the newest states (a pack without one counts as off)."""
+    logic = {pid: s.logic for pid, s in states.items() if s.logic is not None}
+    fleet = aggregate_fleet(logic) if logic else None
+    every = [states.get(pid) for pid in pack_ids]
+    stale = any(s is None or s.stale for s in every)
+    return FleetView(
+        state=fleet,
+        complete=len(logic) == len(pack_ids) and not stale,
+        effective_charge=all(s is not None and s.effective_charge for s in every),
+        effective_discharge=all(s is not None and s.effective_discharge for s in every),
+        stale=stale,
+    )

@@ -1,0 +1,802 @@
+"""The Modbus maps as data, and what goes into them: pure, no pymodbus.
+
+``register_maps/native.toml`` and ``register_maps/sunspec.toml`` (loaded by
+``twin.config.load_register_maps``) become a ``UnitLayout`` per Modbus unit: every register
+with its address, type, scale and the *value key* naming what the twin puts there. The values
+of a unit (``pack_values`` / ``fleet_values``) are a flat dict of those keys, computed once
+per new state; ``encode_into`` turns them into registers; ``decode_write`` turns a client's
+write back into named values for the exporter to check (PIN, ranges) and apply.
+
+Conventions (docs/register-map.md): 0-based protocol addresses; 32-bit values high word
+first; "not available" is the type's sentinel (0xFFFF, 0x8000, 0xFFFFFFFF, 0x80000000, NULs),
+never 0; a value out of its register's range reads "not available" too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any
+
+from twin.model.limits import LimitFlag
+from twin.model.status import StatusFlag
+from twin.protocol.assembly import CellView
+from twin.protocol.shadow import FleetView, TwinState
+
+# ---- the map data ------------------------------------------------------------------------
+
+
+class RegType(StrEnum):
+    """Register types of both maps (SunSpec's names included)."""
+
+    UINT16 = "uint16"
+    INT16 = "int16"
+    UINT32 = "uint32"
+    INT32 = "int32"
+    STRING = "string"
+    ENUM16 = "enum16"
+    BITFIELD16 = "bitfield16"
+    BITFIELD32 = "bitfield32"
+    SUNSSF = "sunssf"
+    PAD = "pad"
+
+
+#: Registers per value of each fixed-size type.
+TYPE_SIZE = {
+    RegType.UINT16: 1,
+    RegType.INT16: 1,
+    RegType.UINT32: 2,
+    RegType.INT32: 2,
+    RegType.ENUM16: 1,
+    RegType.BITFIELD16: 1,
+    RegType.BITFIELD32: 2,
+    RegType.SUNSSF: 1,
+    RegType.PAD: 1,
+}
+_SIGNED = {RegType.INT16, RegType.INT32, RegType.SUNSSF}
+
+
+def sentinel_words(reg_type: RegType, size: int) -> list[int]:
+    """The "not available" registers of a type (SunSpec's "unimplemented" values)."""
+    if reg_type is RegType.STRING:
+        return [0] * size
+    if reg_type is RegType.PAD:
+        return [0]
+    if reg_type in (RegType.INT16, RegType.SUNSSF):
+        return [0x8000]
+    if reg_type is RegType.INT32:
+        return [0x8000, 0x0000]
+    return [0xFFFF] * size
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One value in a map (a native register, a SunSpec point, or a per-cell template)."""
+
+    name: str
+    type: RegType
+    size: int
+    address: int = 0
+    """Absolute for native registers; the offset within the block for per-cell templates."""
+    scale: float = 1.0
+    unit: str = ""
+    writable: bool = False
+    value: str | None = None
+    """The value key; None = not implemented (reads its sentinel)."""
+    description: str = ""
+    sf: str | None = None
+    """SunSpec: the name of the scale-factor point of this value."""
+    sf_value: int | None = None
+    """SunSpec: a fixed scale factor (for a sunssf point)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterGroup:
+    """A titled run of registers (a section of the documentation)."""
+
+    title: str
+    registers: tuple[Register, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CellBlock:
+    """Registers repeated for each cell: cell i at ``address + stride x (i - 1)``."""
+
+    title: str
+    address: int
+    stride: int
+    count: int
+    registers: tuple[Register, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NativeMap:
+    """The native map."""
+
+    title: str
+    version: int
+    groups: tuple[RegisterGroup, ...]
+    cells: CellBlock
+
+
+@dataclass(frozen=True, slots=True)
+class SunSpecModel:
+    """One SunSpec model: its fixed points and an optional repeating (per-cell) group."""
+
+    model_id: int
+    name: str
+    points: tuple[Register, ...]
+    group: tuple[Register, ...] = ()
+    group_name: str = ""
+    pack_only: bool = False
+
+    @property
+    def fixed_length(self) -> int:
+        """Registers of the fixed part (after ID and L)."""
+        return sum(p.size for p in self.points)
+
+    def length(self, cells: int) -> int:
+        """L: the registers after ID and L with ``cells`` repetitions of the group."""
+        return self.fixed_length + cells * sum(p.size for p in self.group)
+
+
+@dataclass(frozen=True, slots=True)
+class SunSpecMap:
+    """The SunSpec chain from ``base``: "SunS", the models, the end model."""
+
+    title: str
+    base: int
+    models: tuple[SunSpecModel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMaps:
+    """Both maps, as loaded from register_maps/."""
+
+    native: NativeMap
+    sunspec: SunSpecMap
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusSettings:
+    """Where the server listens and which unit ids it answers."""
+
+    host: str = "127.0.0.1"
+    port: int = 5020
+    pack_unit_ids: tuple[tuple[str, int], ...] = ()
+    """(pack id, unit id) for every pack."""
+    fleet_unit_id: int | None = 100
+    """None: no fleet unit."""
+    ctrl_hb_timeout_s: float | None = None
+    """SunSpec 802 CtrlHb: with a timeout, a controller that stops writing it raises Evt1
+    bit 0 (communication) on the units it watched. None: not watched."""
+    retry_s: float = 5.0
+    """Wait before trying to listen again when the address cannot be bound."""
+
+
+# ---- one unit's layout -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One value at its absolute address in a unit."""
+
+    address: int
+    register: Register
+    cell: int | None = None
+    """0-based cell of a per-cell value."""
+    scale: float = 1.0
+    sf_key: str | None = None
+    """SunSpec: the value key (``sf:<point>``) whose value is this slot's scale factor."""
+    literal: tuple[int, ...] | None = None
+    """Fixed words (the "SunS" marker, model IDs and lengths)."""
+
+
+SUNS_MARKER = (0x5375, 0x6E53)
+END_MODEL = (0xFFFF, 0)
+
+#: Every value key the twin fills in (a map naming another is refused when it is loaded).
+VALUE_KEYS = frozenset(
+    {
+        "map_version", "unit_kind", "unit_name", "pack_count", "cell_count", "generation",
+        "firmware", "soh_pct", "charge_cycles", "manufacturer", "model_name", "twin_version",
+        "serial", "unit_id", "zero", "one", "one_if_cells",
+        "pack_voltage_v", "battery_current_a", "current1_a", "current2_a", "battery_power_w",
+        "soc_pct", "soc_calibrated", "stored_energy_wh", "capacity_wh", "capacity_ah",
+        "charge_reported", "discharge_reported", "charge_twin", "discharge_twin",
+        "charge_effective", "discharge_effective", "relay_bits",
+        "warning_bits", "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
+        "divergence", "alarm_bits", "warning_flag_bits",
+        "comm_state", "data_age_s", "frames_received", "bytes_rejected", "heartbeat",
+        "min_cell_voltage_v", "min_cell_id", "max_cell_voltage_v", "max_cell_id",
+        "cell_spread_v", "avg_cell_voltage_v", "min_temp_c", "min_temp_id", "max_temp_c",
+        "max_temp_id", "avg_temp_c", "balancing_cells",
+        "cvl_v", "ccl_a", "dcl_a", "dvl_v", "request_bits", "max_charge_w", "max_discharge_w",
+        "harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh",
+        "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
+        "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
+        "vbalance_v", "unlock", "lock_state", "lock_remaining_s", "wrong_pins",
+        "soc_max_pct", "soc_min_pct", "ctrl_hb", "alarm_reset",
+        "sunspec.charge_status", "sunspec.local_remote", "sunspec.battery_type",
+        "sunspec.state", "sunspec.evt1", "sunspec.evt_vendor1", "sunspec.request_inverter",
+        "sf.pack_voltage_v", "sf.capacity_wh", "sf.capacity_ah", "sf.current_a",
+        "sf.limit_current_a", "sf.power_w", "sf.max_power_w",
+        "cell.voltage_v", "cell.temp_c", "cell.flags", "cell.age_s", "cell.sunspec_status",
+    }
+)  # fmt: skip
+
+#: The keys a client may write, and what they are.
+WRITABLE_KEYS = frozenset(
+    {
+        "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
+        "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
+        "unlock", "ctrl_hb", "alarm_reset",
+    }
+)  # fmt: skip
+
+#: Keys computed when a register is read, not when the state changes.
+DYNAMIC_KEYS = frozenset(
+    {"heartbeat", "data_age_s", "lock_state", "lock_remaining_s", "wrong_pins", "ctrl_hb"}
+)
+
+
+@dataclass(frozen=True)
+class UnitLayout:
+    """Every slot of one unit, sorted by address."""
+
+    slots: tuple[Slot, ...]
+    end: int = field(init=False)
+    """One past the highest address."""
+    dynamic: tuple[int, ...] = field(init=False)
+    """Indexes of the slots with a dynamic key."""
+
+    def __post_init__(self) -> None:
+        last = max(s.address + s.register.size for s in self.slots)
+        object.__setattr__(self, "end", last)
+        object.__setattr__(
+            self,
+            "dynamic",
+            tuple(i for i, s in enumerate(self.slots) if s.register.value in DYNAMIC_KEYS),
+        )
+
+    def writable_ranges(self) -> list[tuple[int, int, bool]]:
+        """(address, count, writable) runs of consecutive registers (for the server blocks)."""
+        runs: list[tuple[int, int, bool]] = []
+        for slot in self.slots:
+            size, writable = slot.register.size, slot.register.writable
+            if runs:
+                start, count, flag = runs[-1]
+                if start + count == slot.address and flag == writable:
+                    runs[-1] = (start, count + size, flag)
+                    continue
+            runs.append((slot.address, size, writable))
+        return runs
+
+
+def native_layout(native: NativeMap, cells: int) -> list[Slot]:
+    """The native map's slots for a unit with ``cells`` cells (0 for the fleet)."""
+    slots = [Slot(r.address, r, scale=r.scale) for group in native.groups for r in group.registers]
+    block = native.cells
+    for i in range(block.count):
+        base = block.address + block.stride * i
+        for r in block.registers:
+            slots.append(Slot(base + r.address, r, cell=i if i < cells else None, scale=r.scale))
+    return slots
+
+
+def sunspec_layout(sunspec: SunSpecMap, cells: int, fleet: bool) -> list[Slot]:
+    """The SunSpec chain's slots; the fleet unit leaves out the pack-only models."""
+    address = sunspec.base
+    marker = Register("SunS", RegType.UINT32, 2, description="SunSpec marker")
+    slots = [Slot(address, marker, literal=SUNS_MARKER)]
+    address += 2
+    header = Register("ID/L", RegType.UINT32, 2, description="model id and length")
+    for model in sunspec.models:
+        if fleet and model.pack_only:
+            continue
+        repeats = cells if model.group else 0
+        slots.append(Slot(address, header, literal=(model.model_id, model.length(repeats))))
+        address += 2
+        sf_keys = {
+            p.name: f"sf:{model.model_id}:{p.name}"
+            for p in model.points
+            if p.type is RegType.SUNSSF
+        }
+        for point in model.points:
+            slots.append(Slot(address, point, sf_key=sf_keys.get(point.sf or "")))
+            address += point.size
+        for i in range(repeats):
+            for point in model.group:
+                slots.append(Slot(address, point, cell=i, sf_key=sf_keys.get(point.sf or "")))
+                address += point.size
+    end = Register("end", RegType.UINT32, 2, description="end model")
+    slots.append(Slot(address, end, literal=END_MODEL))
+    return slots
+
+
+def unit_layout(maps: RegisterMaps, cells: int, fleet: bool) -> UnitLayout:
+    """Both maps of one unit."""
+    slots = native_layout(maps.native, 0 if fleet else cells) + sunspec_layout(
+        maps.sunspec, cells, fleet
+    )
+    slots.sort(key=lambda s: s.address)
+    for a, b in pairwise(slots):
+        if a.address + a.register.size > b.address:
+            raise ValueError(f"registers {a.register.name} and {b.register.name} overlap")
+    return UnitLayout(tuple(slots))
+
+
+# ---- encoding ----------------------------------------------------------------------------
+
+Values = Mapping[str, Any]
+"""A unit's values by key; ``cells`` holds a list of per-cell dicts."""
+
+
+def _words(value: int, reg_type: RegType, size: int) -> list[int] | None:
+    """``value`` as ``size`` registers of ``reg_type``, or None when it does not fit."""
+    bits = 16 * size
+    if reg_type in _SIGNED:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        # The most negative value is the sentinel: a real value never takes it.
+        if not lo < value <= hi:
+            return None
+        value &= (1 << bits) - 1
+    elif not 0 <= value < (1 << bits) - 1:  # all ones is the sentinel
+        return None
+    return [(value >> (16 * (size - 1 - i))) & 0xFFFF for i in range(size)]
+
+
+def encode_string(text: str, size: int) -> list[int]:
+    """``text`` in ``size`` registers, two characters each, high byte first, NUL-padded."""
+    data = text.encode("latin-1", errors="replace")[: 2 * size].ljust(2 * size, b"\0")
+    return [(data[2 * i] << 8) | data[2 * i + 1] for i in range(size)]
+
+
+def encode_slot(slot: Slot, values: Values, sfs: Mapping[str, int]) -> list[int]:
+    """The registers of one slot."""
+    reg = slot.register
+    if slot.literal is not None:
+        return list(slot.literal)
+    if reg.type is RegType.SUNSSF:
+        sf = reg.sf_value if reg.sf_value is not None else values.get(reg.value or "")
+        return [sf & 0xFFFF] if isinstance(sf, int) else sentinel_words(reg.type, 1)
+    if reg.value is None:
+        return sentinel_words(reg.type, reg.size)
+    if slot.cell is not None:
+        cells = values.get("cells") or ()
+        value = cells[slot.cell].get(reg.value) if slot.cell < len(cells) else None
+    elif reg.value.startswith("cell."):
+        value = None  # a cell the unit does not have
+    else:
+        value = values.get(reg.value)
+    if value is None:
+        return sentinel_words(reg.type, reg.size)
+    if reg.type is RegType.STRING:
+        return encode_string(str(value), reg.size)
+    if isinstance(value, bool):
+        value = int(value)
+    scale = slot.scale
+    if slot.sf_key is not None:
+        sf = sfs.get(slot.sf_key)
+        if sf is None:
+            return sentinel_words(reg.type, reg.size)
+        scale = 10.0 ** (-sf)
+    number = float(value) * scale
+    if not math.isfinite(number):
+        return sentinel_words(reg.type, reg.size)
+    words = _words(round(number), reg.type, reg.size)
+    return words if words is not None else sentinel_words(reg.type, reg.size)
+
+
+def scale_factors(layout: UnitLayout, values: Values) -> dict[str, int]:
+    """Every SunSpec scale factor of the unit, by ``sf:<model>:<point>``."""
+    sfs: dict[str, int] = {}
+    model = 0
+    for slot in layout.slots:
+        if slot.literal is not None and slot.register.name == "ID/L":
+            model = slot.literal[0]
+        reg = slot.register
+        if reg.type is RegType.SUNSSF:
+            sf = reg.sf_value if reg.sf_value is not None else values.get(reg.value or "")
+            if isinstance(sf, int):
+                sfs[f"sf:{model}:{reg.name}"] = sf
+    return sfs
+
+
+def encode_into(
+    image: list[int], layout: UnitLayout, values: Values, *, only: Sequence[int] | None = None
+) -> None:
+    """Write the unit's registers into ``image`` (indexed by address); ``only``: slot indexes."""
+    sfs = scale_factors(layout, values)
+    slots = layout.slots
+    for index in only if only is not None else range(len(slots)):
+        slot = slots[index]
+        words = encode_slot(slot, values, sfs)
+        image[slot.address : slot.address + len(words)] = words
+
+
+# ---- decoding writes ---------------------------------------------------------------------
+
+
+class WriteError(ValueError):
+    """A write that cannot be taken: the message says why (logged); the client sees 0x03."""
+
+
+def decode_write(layout: UnitLayout, address: int, words: Sequence[int]) -> dict[str, float]:
+    """The values a write carries, by key; it must cover whole writable registers."""
+    end = address + len(words)
+    found: dict[str, float] = {}
+    for slot in layout.slots:
+        reg = slot.register
+        start, stop = slot.address, slot.address + reg.size
+        if stop <= address or start >= end:
+            continue
+        if not reg.writable or reg.value is None:
+            raise WriteError(f"register {reg.name} at {start} is read-only")
+        if start < address or stop > end:
+            raise WriteError(f"a write must cover all {reg.size} registers of {reg.name}")
+        raw = 0
+        for word in words[start - address : stop - address]:
+            raw = (raw << 16) | word
+        bits = 16 * reg.size
+        if raw == (1 << bits) - 1 or (reg.type in _SIGNED and raw == 1 << (bits - 1)):
+            raise WriteError(f"{reg.name}: the 'not available' value cannot be written")
+        if reg.type in _SIGNED and raw >= 1 << (bits - 1):
+            raw -= 1 << bits
+        found[reg.value] = raw / slot.scale
+    return found
+
+
+# ---- the values of a unit ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInfo:
+    """What a unit says about itself (the model 1 strings, the unit id)."""
+
+    unit_id: int
+    name: str
+    manufacturer: str = "twin"
+    model_name: str = "123SmartBMS digital twin"
+    version: str = ""
+
+
+#: The app's warning lights: flag, bit in warning_bits, value key.
+_WARNINGS = (
+    (StatusFlag.E, 0, "warning_e"),
+    (StatusFlag.VL, 1, "warning_vl"),
+    (StatusFlag.VH, 2, "warning_vh"),
+    (StatusFlag.TL, 3, "warning_tl"),
+    (StatusFlag.TH, 4, "warning_th"),
+)
+
+
+def _warning_values(warnings: StatusFlag) -> dict[str, int]:
+    """warning_bits (bits 0..4) and one 0/1 key per warning."""
+    values = {key: int(bool(warnings & flag)) for flag, _, key in _WARNINGS}
+    values["warning_bits"] = sum(1 << bit for flag, bit, _ in _WARNINGS if warnings & flag)
+    return values
+
+
+#: SunSpec 802 Evt1 bits of each inverter alarm (the BMS acted) and early warning.
+_EVT1_ALARM = {
+    LimitFlag.COMMUNICATION: 0,
+    LimitFlag.OVER_TEMPERATURE: 1,
+    LimitFlag.UNDER_TEMPERATURE: 3,
+    LimitFlag.CHARGE_OVER_CURRENT: 5,
+    LimitFlag.DISCHARGE_OVER_CURRENT: 7,
+    LimitFlag.CELL_OVER_VOLTAGE: 9,
+    LimitFlag.CELL_UNDER_VOLTAGE: 11,
+    LimitFlag.BMS_INTERNAL: 25,
+}
+_EVT1_WARNING = {
+    LimitFlag.OVER_TEMPERATURE: 2,
+    LimitFlag.UNDER_TEMPERATURE: 4,
+    LimitFlag.CHARGE_OVER_CURRENT: 6,
+    LimitFlag.DISCHARGE_OVER_CURRENT: 8,
+    LimitFlag.CELL_OVER_VOLTAGE: 10,
+    LimitFlag.CELL_UNDER_VOLTAGE: 12,
+    LimitFlag.CELL_IMBALANCE: 17,
+}
+
+
+def evt1(alarms: LimitFlag, warnings: LimitFlag) -> int:
+    """SunSpec 802 Evt1 from the twin's alarms and early warnings."""
+    bits = 0
+    for flag, bit in _EVT1_ALARM.items():
+        if alarms & flag:
+            bits |= 1 << bit
+    for flag, bit in _EVT1_WARNING.items():
+        if warnings & flag:
+            bits |= 1 << bit
+    return bits
+
+
+def choose_sf(magnitude: float, *, signed: bool, finest: int = -3) -> int:
+    """The finest scale factor (>= ``finest``) at which ``magnitude`` fits a 16-bit register."""
+    limit = 32767 if signed else 65534
+    sf = finest
+    while magnitude / 10.0**sf > limit:
+        sf += 1
+    return sf
+
+
+def _cell_values(cell: CellView, fresh: bool) -> dict[str, Any]:
+    """One cell's value keys; voltage and temperature only while the pack's data is fresh."""
+    return {
+        "cell.voltage_v": cell.voltage_v if fresh else None,
+        "cell.temp_c": cell.temp_c if fresh else None,
+        "cell.flags": (1 if cell.balancing else 0) | (2 if cell.stale or not fresh else 0),
+        "cell.age_s": None if cell.age_s is None else min(cell.age_s, 65534.0),
+        "cell.sunspec_status": 1 if cell.balancing else 0,
+    }
+
+
+def pack_values(state: TwinState | None, info: UnitInfo) -> dict[str, Any]:
+    """Every value key of a pack unit (static part: recomputed per new state)."""
+    values: dict[str, Any] = {
+        "map_version": 1,
+        "unit_kind": 1,
+        "unit_name": info.name,
+        "pack_count": 1,
+        "manufacturer": info.manufacturer,
+        "model_name": info.model_name,
+        "twin_version": info.version,
+        "serial": info.name,
+        "unit_id": info.unit_id,
+        "zero": 0,
+        "one": 1,
+        "sunspec.battery_type": 4,  # LITHIUM_ION
+        "sunspec.local_remote": 1,  # LOCAL: the BMS decides; the twin takes no commands
+        "alarm_reset": 0,
+        "comm_state": 2,
+        "cells": [],
+    }
+    if state is None:
+        return values
+    settings = state.settings
+    n = settings.cell_count
+    max_v = n * settings.vmax_v * 1.1
+    values.update(
+        {
+            "cell_count": n,
+            "one_if_cells": 1,
+            "generation": 3 if settings.generation.value == "gen3" else 2,
+            "capacity_wh": settings.capacity_wh,
+            "capacity_ah": settings.capacity_ah,
+            "setting.vmin_v": settings.vmin_v,
+            "setting.vmax_v": settings.vmax_v,
+            "setting.tmin_c": settings.tmin_c,
+            "setting.tmax_c": settings.tmax_c,
+            "setting.charge_restart_pct": settings.charge_restart_pct,
+            "setting.discharge_restart_pct": settings.discharge_restart_pct,
+            "setting.capacity_wh": settings.capacity_wh,
+            "vbalance_v": settings.vbalance_v,
+            "unlock": 0,
+            "soc_max_pct": 100.0,
+            "soc_min_pct": 0.0,
+            "frames_received": state.frames_received,
+            "bytes_rejected": state.bytes_rejected,
+            "comm_state": 1 if state.stale else 0,
+            "divergence": int(state.divergent),
+            "sf.pack_voltage_v": choose_sf(max_v, signed=False, finest=-2),
+            "sf.capacity_wh": choose_sf(settings.capacity_wh, signed=False, finest=0),
+            "sf.capacity_ah": choose_sf(settings.capacity_ah, signed=False, finest=-1),
+            "sf.current_a": choose_sf(settings.sensor.spec.max_a * 1.2, signed=True, finest=-2),
+            "sf.limit_current_a": choose_sf(
+                settings.sensor.spec.max_a * 1.2, signed=False, finest=-2
+            ),
+            "sf.power_w": choose_sf(
+                max_v * settings.sensor.spec.max_a * 1.2, signed=True, finest=0
+            ),
+            "sf.max_power_w": choose_sf(
+                max_v * settings.sensor.spec.max_a * 1.2, signed=False, finest=0
+            ),
+        }
+    )
+    info_bms = state.observation.info
+    values["firmware"] = info_bms.firmware
+    values["soh_pct"] = info_bms.soh_pct
+    values["charge_cycles"] = info_bms.charge_cycles
+    values["cells"] = [_cell_values(cell, not state.stale) for cell in state.observation.cells]
+    values["balancing_cells"] = sum(1 for c in state.observation.cells if c.balancing)
+    relay = {
+        "charge_reported": state.reported_charge,
+        "discharge_reported": state.reported_discharge,
+        "charge_twin": state.twin_charge,
+        "discharge_twin": state.twin_discharge,
+        "charge_effective": state.effective_charge,
+        "discharge_effective": state.effective_discharge,
+    }
+    values.update(relay)
+    values["relay_bits"] = sum(1 << i for i, on in enumerate(relay.values()) if on)
+    logic = state.logic
+    warnings = logic.warnings if logic is not None else StatusFlag.E
+    if state.stale:
+        warnings |= StatusFlag.E
+    values.update(_warning_values(warnings))
+    values["warning_bits"] |= (1 << 8 if state.divergent else 0) | (1 << 9 if state.stale else 0)
+    limits = state.limits
+    if limits is not None:
+        alarms = limits.alarms | (LimitFlag.COMMUNICATION if state.stale else LimitFlag.NONE)
+        values.update(
+            {
+                "alarm_bits": int(alarms),
+                "warning_flag_bits": int(limits.warnings),
+                "cvl_v": limits.charge_voltage_v,
+                "ccl_a": limits.charge_current_a,
+                "dcl_a": limits.discharge_current_a,
+                "dvl_v": limits.discharge_voltage_v,
+                "request_bits": int(limits.force_charge) | int(limits.full_charge) << 1,
+                "sunspec.evt1": evt1(alarms, limits.warnings),
+                "sunspec.evt_vendor1": values["warning_bits"],
+                "max_charge_w": settings.vnominal_v * n * max(limits.charge_current_a, 0.0),
+                "max_discharge_w": settings.vnominal_v * n * limits.discharge_current_a,
+            }
+        )
+    if logic is not None:
+        energy = logic.energy
+        values.update(
+            {
+                "soc_pct": logic.soc_pct,
+                "soc_calibrated": int(logic.soc_calibrated),
+                "stored_energy_wh": logic.stored_energy_wh,
+                "harvested_today_wh": energy.harvested_today_wh,
+                "consumed_today_wh": energy.consumed_today_wh,
+                "harvested_total_wh": energy.harvested_total_wh,
+                "consumed_total_wh": energy.consumed_total_wh,
+            }
+        )
+    if logic is not None and not state.stale:
+        # Measurements only while fresh: stale data reads "not available", never the last value.
+        inputs = logic.inputs
+        current = inputs.measured_battery_current_a
+        cell_vs = [c.voltage_v for c in state.observation.cells if c.voltage_v is not None]
+        cell_ts = [c.temp_c for c in state.observation.cells if c.temp_c is not None]
+        values.update(
+            {
+                "pack_voltage_v": inputs.pack_voltage_v,
+                "battery_current_a": current,
+                "current1_a": inputs.current1_a,
+                "current2_a": inputs.current2_a,
+                "battery_power_w": None if current is None else inputs.pack_voltage_v * current,
+                "min_cell_voltage_v": inputs.min_cell_voltage_v,
+                "min_cell_id": inputs.min_cell_index,
+                "max_cell_voltage_v": inputs.max_cell_voltage_v,
+                "max_cell_id": inputs.max_cell_index,
+                "cell_spread_v": inputs.max_cell_voltage_v - inputs.min_cell_voltage_v,
+                "min_temp_c": inputs.min_temp_c,
+                "min_temp_id": inputs.min_temp_index,
+                "max_temp_c": inputs.max_temp_c,
+                "max_temp_id": inputs.max_temp_index,
+                "avg_cell_voltage_v": sum(cell_vs) / len(cell_vs) if cell_vs else None,
+                "avg_temp_c": sum(cell_ts) / len(cell_ts) if cell_ts else None,
+                "sunspec.charge_status": _charge_status(current, logic.soc_pct),
+                "sunspec.state": 3 if state.effective_charge or state.effective_discharge else 4,
+                "sunspec.request_inverter": 0,
+            }
+        )
+    else:
+        # 2 INITIALIZING before the first frame, 99 FAULT when the frames stopped.
+        values["sunspec.state"] = 2 if logic is None else 99
+    return values
+
+
+def _charge_status(current_a: float | None, soc_pct: float) -> int | None:
+    """SunSpec ChaSt: 3 discharging, 4 charging, 5 full, 6 holding."""
+    if current_a is None:
+        return None
+    if soc_pct >= 100.0 and current_a >= -0.5:
+        return 5
+    if current_a > 0.5:
+        return 4
+    if current_a < -0.5:
+        return 3
+    return 6
+
+
+def fleet_values(view: FleetView, pack_ids: Sequence[str], info: UnitInfo) -> dict[str, Any]:
+    """Every value key of the fleet unit."""
+    values: dict[str, Any] = {
+        "map_version": 1,
+        "unit_kind": 2,
+        "unit_name": info.name,
+        "pack_count": len(pack_ids),
+        "manufacturer": info.manufacturer,
+        "model_name": info.model_name,
+        "twin_version": info.version,
+        "serial": info.name,
+        "unit_id": info.unit_id,
+        "zero": 0,
+        "sunspec.battery_type": 4,
+        "sunspec.local_remote": 1,
+        "alarm_reset": 0,
+        "comm_state": 1 if view.stale else 0,
+        "charge_effective": view.effective_charge,
+        "discharge_effective": view.effective_discharge,
+        "cells": [],
+    }
+    fleet = view.state
+    if fleet is None:
+        values["comm_state"] = 2
+        values["sunspec.state"] = 2
+        return values
+    limits = fleet.limits
+    warnings = fleet.warnings | (StatusFlag.E if view.stale else StatusFlag.NONE)
+    alarms = limits.alarms | (LimitFlag.COMMUNICATION if view.stale else LimitFlag.NONE)
+    max_v = fleet.pack_voltage_v * 1.5 + 1.0
+    index = {pid: i + 1 for i, pid in enumerate(pack_ids)}
+
+    def cell_id(pack_id: str, cell: int) -> int:
+        return index.get(pack_id, 0) * 1000 + cell
+
+    values.update(
+        {
+            "charge_twin": fleet.charge_allowed,
+            "discharge_twin": fleet.discharge_allowed,
+            "relay_bits": (int(fleet.charge_allowed) << 2)
+            | (int(fleet.discharge_allowed) << 3)
+            | (int(view.effective_charge) << 4)
+            | (int(view.effective_discharge) << 5),
+            "alarm_bits": int(alarms),
+            "warning_flag_bits": int(limits.warnings),
+            "soc_pct": fleet.soc_pct,
+            "soc_calibrated": int(fleet.soc_calibrated),
+            "stored_energy_wh": fleet.stored_energy_wh,
+            "capacity_wh": fleet.capacity_wh,
+            "capacity_ah": None,
+            "harvested_today_wh": fleet.energy.harvested_today_wh,
+            "consumed_today_wh": fleet.energy.consumed_today_wh,
+            "harvested_total_wh": fleet.energy.harvested_total_wh,
+            "consumed_total_wh": fleet.energy.consumed_total_wh,
+            "cvl_v": limits.charge_voltage_v,
+            "ccl_a": limits.charge_current_a,
+            "dcl_a": limits.discharge_current_a,
+            "dvl_v": limits.discharge_voltage_v,
+            "request_bits": int(limits.force_charge) | int(limits.full_charge) << 1,
+            "sunspec.evt1": evt1(alarms, limits.warnings),
+            "soc_max_pct": 100.0,
+            "soc_min_pct": 0.0,
+            "sf.pack_voltage_v": choose_sf(max_v, signed=False, finest=-2),
+            "sf.capacity_wh": choose_sf(fleet.capacity_wh, signed=False, finest=0),
+            "sf.current_a": 0,
+            "sf.limit_current_a": 0,
+            "sf.power_w": choose_sf(max_v * 32767.0, signed=True, finest=0),
+            "sf.max_power_w": choose_sf(max_v * 65534.0, signed=False, finest=0),
+        }
+    )
+    values.update(_warning_values(warnings))
+    values["sunspec.evt_vendor1"] = values["warning_bits"]
+    values["warning_bits"] |= 1 << 9 if view.stale else 0
+    if not view.stale:
+        current = fleet.battery_current_a
+        values.update(
+            {
+                "pack_voltage_v": fleet.pack_voltage_v,
+                "battery_current_a": current,
+                "current1_a": fleet.current1_a,
+                "current2_a": fleet.current2_a,
+                "battery_power_w": fleet.battery_power_w,
+                "min_cell_voltage_v": fleet.min_cell_voltage.value,
+                "min_cell_id": cell_id(
+                    fleet.min_cell_voltage.pack_id, fleet.min_cell_voltage.cell_index
+                ),
+                "max_cell_voltage_v": fleet.max_cell_voltage.value,
+                "max_cell_id": cell_id(
+                    fleet.max_cell_voltage.pack_id, fleet.max_cell_voltage.cell_index
+                ),
+                "cell_spread_v": fleet.max_cell_voltage.value - fleet.min_cell_voltage.value,
+                "min_temp_c": fleet.min_temp.value,
+                "min_temp_id": cell_id(fleet.min_temp.pack_id, fleet.min_temp.cell_index),
+                "max_temp_c": fleet.max_temp.value,
+                "max_temp_id": cell_id(fleet.max_temp.pack_id, fleet.max_temp.cell_index),
+                "sunspec.charge_status": _charge_status(current, fleet.soc_pct),
+                "sunspec.state": 3 if view.effective_charge or view.effective_discharge else 4,
+            }
+        )
+    else:
+        values["sunspec.state"] = 99
+    return values

@@ -1,0 +1,44 @@
+"""What an exporter needs from the service, as Protocols (the service implements them).
+
+Exporters never import ``twin.app``: they are handed a ``StateFeed`` (the latest-value hub)
+and a ``SettingsPort`` (validated settings writes behind each pack's PIN guard).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twin.model.pin import PinGuard
+from twin.protocol.shadow import FleetView, TwinState
+
+
+class StateFeed(Protocol):
+    """The newest state of every pack and of the fleet."""
+
+    pack_ids: tuple[str, ...]
+    fleet: FleetView
+    version: int
+
+    def latest(self, pack_id: str) -> TwinState | None:
+        """The newest snapshot of a pack; None before its first."""
+        ...
+
+    def published_at(self, pack_id: str) -> float | None:
+        """When (event-loop time) the newest snapshot of a pack was published."""
+        ...
+
+    async def wait(self, seen_version: int) -> int:
+        """Wait for a version newer than ``seen_version``; returns the current one."""
+        ...
+
+
+class SettingsPort(Protocol):
+    """Remote settings writes: the PIN guard of each pack, and applying validated values."""
+
+    def pin_guard(self, pack_id: str) -> PinGuard:
+        """The pack's guard, shared by every interface."""
+        ...
+
+    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
+        """Apply and persist writable settings; ``ValueError`` names a value refused."""
+        ...
