@@ -75,7 +75,7 @@ def test_the_pymodbus_client_reads_the_native_map(twin: tuple[TwinProcess, int, 
             fleet = await client.read_holding_registers(0, count=2, device_id=FLEET)
             for response in (identity, measured, fleet):
                 assert not response.isError(), response
-            return identity.registers, measured.registers, fleet.registers
+            return list(identity.registers), list(measured.registers), list(fleet.registers)
         finally:
             client.close()
 
