@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
         "--state", metavar="FILE", help="state file (default: the config's [store] path)"
     )
 
+    regmap = commands.add_parser("regmap", help="print the Modbus register map (Markdown or CSV)")
+    regmap.add_argument(
+        "--format", choices=("md", "csv"), default="md", help="output (default: md)"
+    )
+    regmap.add_argument(
+        "--cells",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="cells of the pack the SunSpec and per-cell addresses are shown for (default 16)",
+    )
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
 
@@ -194,6 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OutputError as exc:
                 print(f"twin simulate: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
+        if args.command == "regmap":
+            from twin.config import load_register_maps
+            from twin.regmap import render_csv, render_markdown
+
+            if args.cells > 255:
+                print("twin regmap: --cells is at most 255", file=sys.stderr)
+                return EXIT_CONFIG
+            maps = load_register_maps()
+            render = render_markdown if args.format == "md" else render_csv
+            sys.stdout.write(render(maps, args.cells))
+            return EXIT_OK
         if args.command == "config":
             if not args.example:
                 _parser().parse_args(["config", "--help"])
