@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import math
@@ -500,6 +501,10 @@ class Service:
         """The pack's PIN guard, shared by every interface."""
         return self._pack(pack_id).pin_guard
 
+    def settings(self, pack_id: str) -> BmsSettings:
+        """The settings the pack's twin runs with now."""
+        return self._pack(pack_id).shadow.settings
+
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
         """Apply validated settings to the pack's twin (and its emulated BMS); save soon."""
         try:
@@ -538,6 +543,10 @@ class Service:
                 pack.source.name,
             )
         exporters = self._exporters()
+        # Everything built so far lives as long as the service: move it out of the cyclic
+        # collector's way, so the per-request garbage of the servers is collected cheaply.
+        gc.collect()
+        gc.freeze()
         status = None if self.options.quiet else StatusLine(self.hub, list(exporters.values()))
         try:
             async with asyncio.TaskGroup() as group:

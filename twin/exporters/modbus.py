@@ -4,10 +4,11 @@ One pymodbus ``SimDevice`` per unit (one per pack, one for the fleet aggregate) 
 shared block, so FC3 and FC4 read the same registers; a catch-all device 0 answers every other
 unit id with exception 0x0B (gateway: no response), as a Victron GX does.
 
-Reads are served from an image the exporter encodes from the hub's newest state when a new
-one has arrived (``modbus_map.encode_into``); the time-dependent registers (heartbeat, data
-age, the lock) are refreshed on every read. The image is copied into pymodbus's block inside
-the device action, so a multi-register read is always one consistent snapshot.
+Reads are served from pymodbus's own block of each unit, which the device action (the
+documented hook that receives the block "to modify inline") encodes from the hub's newest
+state when a new one has arrived (``modbus_map.encode_into``), and whose time-dependent
+registers (heartbeat, data age, the lock) it refreshes when a read covers them. Nothing awaits
+in between, so a multi-register read is always one consistent snapshot.
 
 Exceptions (docs/register-map.md): an unmapped address 0x02; a write to a read-only register
 0x02 (pymodbus's ``readonly``); a value refused (range, PIN not unlocked, locked out, part of a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -58,12 +60,17 @@ class _Unit:
         self.pack_id = pack_id
         """None for the fleet unit."""
         self.info = info
-        self.image = [0] * layout.end
+        self.image: list[int] = [0] * layout.end
+        """The registers: pymodbus's block of this unit once the first request has come."""
+        self.base = 0
+        """The address of ``image[0]``."""
         self.values: dict[str, Any] = {}
-        self.seen: object = None
-        """What the image was encoded from (a state's sequence, or the hub version)."""
+        self.sfs: dict[str, int] = {}
         self.ctrl_hb: int | None = None
         self.ctrl_hb_at: float | None = None
+        self.ctrl_hb_alarm = False
+        self.dirty = True
+        """A new state has arrived since the image was encoded."""
 
 
 class ModbusExporter:
@@ -119,8 +126,7 @@ class ModbusExporter:
 
     async def run(self) -> None:
         """Listen and serve until cancelled; an address that cannot be bound is retried."""
-        loop = asyncio.get_running_loop()
-        self._started = loop.time()
+        self._started = time.monotonic()
         address = (self.settings.host, self.settings.port)
         while True:
             server = ModbusTcpServer(
@@ -145,12 +151,35 @@ class ModbusExporter:
                 *address,
                 ", ".join(f"{u.unit_id} ({u.pack_id or 'fleet'})" for u in self.units.values()),
             )
+            helpers = [asyncio.create_task(self._follow_feed()), asyncio.create_task(self._tick())]
             try:
                 await server.serving
             finally:
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
                 self.listening = False
                 await server.shutdown()  # type: ignore[no-untyped-call]
             return
+
+    async def _follow_feed(self) -> None:
+        """Mark every unit for encoding when the hub has a new state (encoded on the next read)."""
+        version = -1
+        while True:
+            version = await self.feed.wait(version)
+            for unit in self.units.values():
+                unit.dirty = True
+
+    async def _tick(self, interval_s: float = 0.1) -> None:
+        """The time-dependent registers: heartbeat, data age, the lock, the CtrlHb watchdog."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for unit in self.units.values():
+                if unit.ctrl_hb_alarm != self._ctrl_hb_lost(unit, now):
+                    unit.dirty = True
+                elif unit.values:
+                    self._update_dynamic(unit, now)
 
     def status(self) -> str:
         """For the status line."""
@@ -176,32 +205,51 @@ class ModbusExporter:
         self.requests += 1
         if function_code in _BIT_FUNCTIONS:
             return ExcCodes.ILLEGAL_FUNCTION
+        if unit.image is not registers:
+            # The first request: from now on the twin encodes into pymodbus's block itself.
+            unit.image, unit.base, unit.dirty = registers, start_address, True
+        if unit.dirty:
+            self.refresh(unit)
         if set_values is not None and function_code in _WRITE_FUNCTIONS:
             result = self._write(unit, address, [int(v) for v in set_values])
             if result is not None:
                 self.refused_writes += 1
+                self._update_dynamic(unit, time.monotonic())  # the lock registers, at once
                 return result
-        self.refresh(unit)
-        offset = address - start_address
-        registers[offset : offset + count] = unit.image[address : address + count]
-        if set_values is not None:
-            # A write (or FC23's write part) echoes what it wrote: pymodbus copies set_values
-            # into the block after the action; keep it equal to what the twin holds now.
-            set_values[:] = unit.image[address : address + len(set_values)]  # type: ignore[assignment]
+            # pymodbus copies set_values into the block after the action: make them what the
+            # twin holds now (a setting as it was accepted, the unlock register as 0).
+            offset = address - start_address
+            set_values[:] = registers[offset : offset + len(set_values)]  # type: ignore[assignment]
         return None
 
     def refresh(self, unit: _Unit) -> None:
-        """Encode the unit's image from the newest state, and its time-dependent registers."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        """Encode the unit's whole image from the newest state.
+
+        The read path calls it when a new state has arrived; reads in between cost nothing.
+        """
+        # time.monotonic() is the event loop's clock, without get_running_loop() (which costs a
+        # getpid() system call).
+        now = time.monotonic()
+        lost = self._ctrl_hb_lost(unit, now)
+        if unit.pack_id is not None:
+            # The settings as the twin holds them now: a write reads back at once, even before
+            # the next state carries it.
+            settings = self.settings_port.settings(unit.pack_id)
+            unit.values = pack_values(self.feed.latest(unit.pack_id), unit.info, settings)
+        else:
+            unit.values = fleet_values(self.feed.fleet, self.feed.pack_ids, unit.info)
+        if lost:
+            # The controller stopped writing CtrlHb: Evt1 bit 0 (communication error).
+            unit.values["sunspec.evt1"] = int(unit.values.get("sunspec.evt1") or 0) | 1
+        unit.ctrl_hb_alarm = lost
+        unit.dirty = False
+        unit.sfs = encode_into(unit.image, unit.layout, unit.values, base=unit.base)
+        self._update_dynamic(unit, now)
+
+    def _update_dynamic(self, unit: _Unit, now: float) -> None:
+        values = unit.values
         if unit.pack_id is not None:
             state = self.feed.latest(unit.pack_id)
-            mark: object = None if state is None else state.sequence
-            if mark != unit.seen or not unit.values:
-                unit.values = pack_values(state, unit.info)
-                unit.seen = mark
-                encode_into(unit.image, unit.layout, unit.values)
-            values = unit.values
             published = self.feed.published_at(unit.pack_id)
             age = None if state is None else state.data_age_s
             if age is not None and published is not None:
@@ -211,21 +259,14 @@ class ModbusExporter:
             values["lock_state"] = guard.state(now).value
             values["lock_remaining_s"] = int(guard.remaining_s(now) + 0.999)
             values["wrong_pins"] = min(guard.wrong_total, 65534)
-        else:
-            mark = self.feed.version
-            if mark != unit.seen or not unit.values:
-                unit.values = fleet_values(self.feed.fleet, self.feed.pack_ids, unit.info)
-                unit.seen = mark
-                encode_into(unit.image, unit.layout, unit.values)
-            values = unit.values
         values["heartbeat"] = int(now - self._started) % 65535
         values["ctrl_hb"] = unit.ctrl_hb
-        if self._ctrl_hb_lost(unit, now):
-            values["sunspec.evt1"] = int(values.get("sunspec.evt1") or 0) | 1
-            encode_into(unit.image, unit.layout, values)
-        encode_into(unit.image, unit.layout, values, only=unit.layout.dynamic)
+        encode_into(
+            unit.image, unit.layout, values, only=unit.layout.dynamic, sfs=unit.sfs, base=unit.base
+        )
 
     def _ctrl_hb_lost(self, unit: _Unit, now: float) -> bool:
+        """The controller wrote CtrlHb once and then stopped for longer than the timeout."""
         timeout = self.settings.ctrl_hb_timeout_s
         return (
             timeout is not None and unit.ctrl_hb_at is not None and now - unit.ctrl_hb_at > timeout
@@ -239,7 +280,7 @@ class ModbusExporter:
         except WriteError as exc:
             log.warning("modbus: unit %d: write at %d refused: %s", unit.unit_id, address, exc)
             return ExcCodes.ILLEGAL_VALUE
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         settings: dict[str, float] = {}
         for key, value in values.items():
             if key == "unlock":
@@ -267,15 +308,9 @@ class ModbusExporter:
             log.info(
                 "modbus: unit %d (%s): settings %s written", unit.unit_id, unit.pack_id, settings
             )
-            # The settings registers read back the new values at once (the next state carries
-            # them too).
-            self._reencode_settings(unit, settings)
+        # The registers read back what was written (settings as held, the lock state) at once.
+        self.refresh(unit)
         return None
-
-    def _reencode_settings(self, unit: _Unit, settings: dict[str, float]) -> None:
-        for name, value in settings.items():
-            unit.values[f"setting.{name}"] = value
-        encode_into(unit.image, unit.layout, unit.values)
 
     def _unlock(self, unit: _Unit, number: int, now: float) -> ExcCodes | None:
         if unit.pack_id is None:

@@ -22,6 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 from twin.model.limits import LimitFlag
+from twin.model.settings import BmsSettings
 from twin.model.status import StatusFlag
 from twin.protocol.assembly import CellView
 from twin.protocol.shadow import FleetView, TwinState
@@ -252,14 +253,27 @@ class UnitLayout:
     """One past the highest address."""
     dynamic: tuple[int, ...] = field(init=False)
     """Indexes of the slots with a dynamic key."""
+    dynamic_spans: tuple[tuple[int, int], ...] = field(init=False)
+    """(first address, one past the last) of each dynamic slot."""
 
     def __post_init__(self) -> None:
         last = max(s.address + s.register.size for s in self.slots)
         object.__setattr__(self, "end", last)
-        object.__setattr__(
-            self,
-            "dynamic",
-            tuple(i for i, s in enumerate(self.slots) if s.register.value in DYNAMIC_KEYS),
+        dynamic = tuple(i for i, s in enumerate(self.slots) if s.register.value in DYNAMIC_KEYS)
+        object.__setattr__(self, "dynamic", dynamic)
+        spans = tuple(
+            (self.slots[i].address, self.slots[i].address + self.slots[i].register.size)
+            for i in dynamic
+        )
+        object.__setattr__(self, "dynamic_spans", spans)
+
+    def touches_dynamic(self, address: int, count: int) -> bool:
+        """Whether registers ``address .. address + count - 1`` include a dynamic one."""
+        end = address + count
+        return any(
+            self.slots[i].address < end
+            and address < self.slots[i].address + self.slots[i].register.size
+            for i in self.dynamic
         )
 
     def writable_ranges(self) -> list[tuple[int, int, bool]]:
@@ -407,15 +421,27 @@ def scale_factors(layout: UnitLayout, values: Values) -> dict[str, int]:
 
 
 def encode_into(
-    image: list[int], layout: UnitLayout, values: Values, *, only: Sequence[int] | None = None
-) -> None:
-    """Write the unit's registers into ``image`` (indexed by address); ``only``: slot indexes."""
-    sfs = scale_factors(layout, values)
+    image: list[int],
+    layout: UnitLayout,
+    values: Values,
+    *,
+    only: Sequence[int] | None = None,
+    sfs: Mapping[str, int] | None = None,
+    base: int = 0,
+) -> dict[str, int]:
+    """Write the unit's registers into ``image`` (``image[0]`` is address ``base``).
+
+    ``only``: just these slot indexes (the dynamic ones on a read); ``sfs``: the scale factors
+    from the last full encoding (they change only with the values). Returns the scale factors.
+    """
+    factors = dict(sfs) if sfs is not None else scale_factors(layout, values)
     slots = layout.slots
     for index in only if only is not None else range(len(slots)):
         slot = slots[index]
-        words = encode_slot(slot, values, sfs)
-        image[slot.address : slot.address + len(words)] = words
+        words = encode_slot(slot, values, factors)
+        start = slot.address - base
+        image[start : start + len(words)] = words
+    return factors
 
 
 # ---- decoding writes ---------------------------------------------------------------------
@@ -535,8 +561,13 @@ def _cell_values(cell: CellView, fresh: bool) -> dict[str, Any]:
     }
 
 
-def pack_values(state: TwinState | None, info: UnitInfo) -> dict[str, Any]:
-    """Every value key of a pack unit (static part: recomputed per new state)."""
+def pack_values(
+    state: TwinState | None, info: UnitInfo, settings: BmsSettings | None = None
+) -> dict[str, Any]:
+    """Every value key of a pack unit (static part: recomputed per new state).
+
+    ``settings``: the pack's settings now, when newer than the state's (a write just taken).
+    """
     values: dict[str, Any] = {
         "map_version": 1,
         "unit_kind": 1,
@@ -557,7 +588,8 @@ def pack_values(state: TwinState | None, info: UnitInfo) -> dict[str, Any]:
     }
     if state is None:
         return values
-    settings = state.settings
+    if settings is None:
+        settings = state.settings
     n = settings.cell_count
     max_v = n * settings.vmax_v * 1.1
     values.update(

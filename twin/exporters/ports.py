@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from twin.model.pin import PinGuard
+from twin.model.settings import BmsSettings
 from twin.protocol.shadow import FleetView, TwinState
 
 
@@ -37,6 +38,10 @@ class SettingsPort(Protocol):
 
     def pin_guard(self, pack_id: str) -> PinGuard:
         """The pack's guard, shared by every interface."""
+        ...
+
+    def settings(self, pack_id: str) -> BmsSettings:
+        """The settings the pack's twin runs with now (written ones included)."""
         ...
 
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
