@@ -1,0 +1,158 @@
+"""The Modbus exporter in-process: CtrlHb watchdog, AlmRst, the fleet unit, a busy port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from pymodbus.client import AsyncModbusTcpClient
+
+from tests.factories import lfp_settings
+from tests.frames import sample_frame
+from twin.app import StateHub
+from twin.config import load_register_maps
+from twin.exporters.modbus import ModbusExporter
+from twin.exporters.modbus_map import ModbusSettings
+from twin.model.pin import PinGuard
+from twin.model.settings import BmsSettings, with_settings
+from twin.protocol.frame import encode_frame
+from twin.protocol.shadow import PackShadow
+
+pytestmark = pytest.mark.asyncio
+
+MAPS = load_register_maps()
+EVT1 = 40070 + 26
+
+
+class Port:
+    """A SettingsPort over one pack."""
+
+    def __init__(self, settings: BmsSettings) -> None:
+        self.guard = PinGuard("4321")
+        self.current = settings
+
+    def pin_guard(self, pack_id: str) -> PinGuard:
+        return self.guard
+
+    def settings(self, pack_id: str) -> BmsSettings:
+        return self.current
+
+    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
+        self.current = with_settings(self.current, values)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _serve(
+    ctrl_hb_timeout_s: float | None = None, port: int | None = None
+) -> tuple[ModbusExporter, asyncio.Task[None], int]:
+    settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
+    hub = StateHub(("pack1",))
+    shadow = PackShadow("pack1", settings)
+    state = shadow.feed(encode_frame(sample_frame()), 0.0, 740_000)
+    assert state is not None
+    hub.publish(state)
+    port = port if port is not None else _free_port()
+    exporter = ModbusExporter(
+        hub,
+        Port(settings),
+        MAPS,
+        ModbusSettings(
+            port=port,
+            pack_unit_ids=(("pack1", 1),),
+            ctrl_hb_timeout_s=ctrl_hb_timeout_s,
+            retry_s=0.2,
+        ),
+        {"pack1": 16},
+    )
+    task = asyncio.create_task(exporter.run())
+    for _ in range(200):
+        if exporter.listening:
+            break
+        await asyncio.sleep(0.02)
+    return exporter, task, port
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[tuple[AsyncModbusTcpClient, ModbusExporter]]:
+    exporter, task, port = await _serve(ctrl_hb_timeout_s=0.3)
+    modbus = AsyncModbusTcpClient("127.0.0.1", port=port)
+    await modbus.connect()
+    yield modbus, exporter
+    modbus.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _listening(exporter: ModbusExporter) -> bool:
+    return exporter.listening
+
+
+async def _evt1(modbus: AsyncModbusTcpClient) -> int:
+    response = await modbus.read_holding_registers(EVT1, count=2, device_id=1)
+    assert not response.isError()
+    high, low = response.registers
+    return (high << 16) | low
+
+
+async def test_a_controller_that_stops_writing_ctrlhb_raises_evt1_bit_0(
+    client: tuple[AsyncModbusTcpClient, ModbusExporter],
+) -> None:
+    modbus, _ = client
+    assert not await _evt1(modbus) & 1  # never written: not watched yet
+    response = await modbus.write_register(40070 + 19, 7, device_id=1)
+    assert not response.isError()
+    read = await modbus.read_holding_registers(40070 + 19, count=1, device_id=1)
+    assert read.registers == [7]
+    assert not await _evt1(modbus) & 1
+    for _ in range(100):  # the timeout is 0.3 s; the tick looks every 0.1 s
+        if await _evt1(modbus) & 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await _evt1(modbus) & 1
+    await modbus.write_register(40070 + 19, 8, device_id=1)
+    for _ in range(100):
+        if not await _evt1(modbus) & 1:
+            break
+        await asyncio.sleep(0.02)
+    assert not await _evt1(modbus) & 1
+
+
+async def test_almrst_takes_0_or_1_only(
+    client: tuple[AsyncModbusTcpClient, ModbusExporter],
+) -> None:
+    modbus, exporter = client
+    assert not (await modbus.write_register(40070 + 20, 1, device_id=1)).isError()
+    refused = await modbus.write_register(40070 + 20, 2, device_id=1)
+    assert refused.isError() and refused.exception_code == 3
+    assert exporter.refused_writes == 1
+
+
+async def test_a_busy_port_is_retried_without_stopping_anything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    with caplog.at_level(logging.ERROR, logger="twin.exporters.modbus"):
+        exporter, task, _ = await _serve(port=port)
+        assert not _listening(exporter)
+        assert "cannot listen" in caplog.text
+        blocker.close()
+        for _ in range(200):
+            if _listening(exporter):
+                break
+            await asyncio.sleep(0.02)
+        assert _listening(exporter)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
