@@ -35,13 +35,22 @@ def test_the_csv_has_one_row_per_register_with_absolute_addresses() -> None:
     assert all(end <= nxt for end, nxt in zip(ends, addresses[1:], strict=False))
 
 
-def test_twin_regmap_prints_markdown_and_csv() -> None:
+def test_twin_regmap_prints_markdown_and_csv(tmp_path: Path) -> None:
+    # Outside the source tree: the installed twin (editable or a compiled wheel) is the one run.
     command = [sys.executable, "-m", "twin", "regmap"]
-    md = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    md = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path
+    )
     assert md.stdout.startswith("# Modbus register map")
     out = subprocess.run(
-        [*command, "--format", "csv", "--cells", "2"], capture_output=True, text=True, check=True
+        [*command, "--format", "csv", "--cells", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     )
     assert out.stdout.splitlines()[0].startswith("map,address,modicon,name")
-    bad = subprocess.run([*command, "--cells", "300"], capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [*command, "--cells", "300"], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
     assert bad.returncode == 2
