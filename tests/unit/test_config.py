@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,46 @@ def test_a_replay_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
 )
 def test_bad_source_fields(section: str, expected: str) -> None:
     assert expected in error_of(cfg("[pack.source]\n" + section + "\n"))
+
+
+def test_the_examples_service_options_parse_when_uncommented() -> None:
+    text = example_text()
+    for line in (
+        "capacity_ah = 280",
+        "true_soc_pct = 60",
+        'spread = "typical"',
+        "annual_kwh = 3500",
+        "seed = 0",
+        'path = "state.json"',
+        "save_interval_s = 30",
+        "ctrl_hb_timeout_s = 10",
+        "unit_ids = { pack1 = 1 }",
+    ):
+        assert f"# {line}" in text
+        text = text.replace(f"# {line}", line, 1)
+    config = parse_config(text, "example", Path("/srv/twin"))
+    assert config.store.path == Path("/srv/twin/state.json")
+    assert config.modbus is not None and config.modbus.pack_unit_ids == (("pack1", 1),)
+    world = config.packs[0].source.world
+    assert world is not None and world.pack.capacity_ah == 280
+
+
+@pytest.mark.parametrize(
+    ("modbus", "expected"),
+    [
+        ("unit_ids = { nope = 3 }", "modbus.unit_ids: 'nope' is not a pack id"),
+        ("fleet_unit_id = 1", "modbus.fleet_unit_id: 1 is the unit id of pack1"),
+        ("port = 70000", "modbus.port"),
+        ("unit_ids = { pack1 = 0 }", "modbus.unit_ids"),
+    ],
+)
+def test_bad_modbus_settings_name_the_field(modbus: str, expected: str) -> None:
+    text = example_text().replace("# enabled = true", modbus, 1)  # inside [modbus]
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_config(text, "t")
+
+
+def test_the_emulator_options_belong_to_the_emulator() -> None:
+    text = example_text().replace('kind = "emulator"', 'kind = "serial"\ncapacity_ah = 100')
+    with pytest.raises(ConfigError, match="capacity_ah: only for kind = 'emulator'"):
+        parse_config(text, "t")
