@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,19 @@ from tests.e2e.service import TwinProcess, free_port, wait_until, write_config
 pytestmark = pytest.mark.slow
 
 PACK, FLEET, UNKNOWN = 1, 100, 7
+DEFAULT_PORT = 5020
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwinProcess, int, Path]]:
     directory = tmp_path_factory.mktemp("modbus")
-    port = free_port()
+    # The default port, as an integrator's client would scan it; another when 5020 is taken.
+    port = DEFAULT_PORT if not _port_taken(DEFAULT_PORT) else free_port()
     config = write_config(directory, port=port)
     with TwinProcess(config) as process:
         process.wait_for_message("modbus: listening")
