@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--clients", default="1,10,50", help="client counts")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best counts)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (best counts)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     results: dict[str, dict[int, tuple[float, float, float]]] = {"twin": {}, "bare": {}}

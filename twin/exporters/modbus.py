@@ -4,11 +4,12 @@ One pymodbus ``SimDevice`` per unit (one per pack, one for the fleet aggregate) 
 shared block, so FC3 and FC4 read the same registers; a catch-all device 0 answers every other
 unit id with exception 0x0B (gateway: no response), as a Victron GX does.
 
-Reads are served from pymodbus's own block of each unit, which the device action (the
-documented hook that receives the block "to modify inline") encodes from the hub's newest
-state when a new one has arrived (``modbus_map.encode_into``), and whose time-dependent
-registers (heartbeat, data age, the lock) it refreshes when a read covers them. Nothing awaits
-in between, so a multi-register read is always one consistent snapshot.
+Reads are served from pymodbus's own block of each unit: the device action (the documented
+hook that receives the block "to modify inline") encodes the hub's newest state into it on the
+first read after a new state arrived (``modbus_map.encode_into``), and a 0.1 s tick refreshes
+the time-dependent registers (heartbeat, data age, the lock). A read in between costs the
+action call and a flag test. Nothing awaits inside the action, so a multi-register read is
+always one consistent snapshot.
 
 Exceptions (docs/register-map.md): an unmapped address 0x02; a write to a read-only register
 0x02 (pymodbus's ``readonly``); a value refused (range, PIN not unlocked, locked out, part of a
@@ -21,12 +22,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simdevice import SimAction
 
 from twin.exporters.modbus_map import (
     ModbusSettings,
@@ -103,7 +104,6 @@ class ModbusExporter:
                 UnitInfo(settings.fleet_unit_id, "fleet", version=version),
             )
         self.clients = 0
-        self.requests = 0
         self.refused_writes = 0
         self.listening = False
         self._server: ModbusTcpServer | None = None
@@ -119,7 +119,7 @@ class ModbusExporter:
                 SimData(address, count, values=0, datatype=DataType.REGISTERS, readonly=not rw)
                 for address, count, rw in unit.layout.writable_ranges()
             ]
-            devices.append(SimDevice(unit.unit_id, blocks, action=partial(self._action, unit)))
+            devices.append(SimDevice(unit.unit_id, blocks, action=self._action_of(unit)))
         everything = SimData(0, 65535, values=0, datatype=DataType.REGISTERS)
         devices.append(SimDevice(0, [everything], action=_no_such_unit))
         return devices
@@ -192,7 +192,23 @@ class ModbusExporter:
 
     # ---- the device action -----------------------------------------------------------------
 
-    async def _action(
+    def _action_of(self, unit: _Unit) -> SimAction:
+        """The device action of ``unit`` (a closure: every request calls it)."""
+        handle = self._handle
+
+        async def unit_action(
+            function_code: int,
+            start_address: int,
+            address: int,
+            count: int,
+            registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            return handle(unit, function_code, start_address, address, count, registers, set_values)
+
+        return unit_action
+
+    def _handle(
         self,
         unit: _Unit,
         function_code: int,
@@ -202,7 +218,6 @@ class ModbusExporter:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        self.requests += 1
         if function_code in _BIT_FUNCTIONS:
             return ExcCodes.ILLEGAL_FUNCTION
         if unit.image is not registers:
