@@ -1409,9 +1409,9 @@ def _register(model: _RegisterModel, where: str, *, in_block: bool = False) -> R
         raise ConfigError(f"{where}.size: missing (a {model.type.value} needs its size)")
     if model.type in TYPE_SIZE and size != TYPE_SIZE[model.type]:
         raise ConfigError(f"{where}.size: {size} does not fit type {model.type.value}")
+    # Native registers name their address, per-cell ones their offset in the block; SunSpec
+    # points have neither (their place follows from the chain).
     position = model.offset if in_block else model.address
-    if position is None and not in_block and model.address is None:
-        position = 0
     if model.value is not None and model.value not in VALUE_KEYS:
         raise ConfigError(f"{where}.value: {model.value!r} is not a value the twin knows")
     writable = model.access == "RW"
