@@ -186,7 +186,7 @@ def main() -> None:
         print(
             f"bench_modbus: {clients:2d} clients, FC3 x{COUNT}: twin {t_rps:,.0f} req/s "
             f"(p50 {t_p50:.2f} ms, p99 {t_p99:.2f} ms), bare pymodbus {b_rps:,.0f} req/s "
-            f"(p50 {b_p50:.2f} ms, p99 {b_p99:.2f} ms), ratio {ratio:.2f}{verdict} [{cpu} cpus]"
+            f"(p50 {b_p50:.2f} ms, p99 {b_p99:.2f} ms), ratio {ratio:.3f}{verdict} [{cpu} cpus]"
         )
 
 
