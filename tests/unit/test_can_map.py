@@ -1,0 +1,162 @@
+"""Inverter CAN profiles: frame sets, DLCs, quirks, fail-safe values, strict encoding."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import cantools
+import pytest
+from cantools.database.can import Database
+
+from tests.factories import lfp_settings
+from tests.frames import sample_frame
+from twin.exporters.can_map import (
+    PROFILES,
+    InverterView,
+    Profile,
+    encode_frames,
+    inverter_values,
+    inverter_view,
+)
+from twin.model.limits import LimitFlag
+from twin.protocol.frame import encode_frame
+from twin.protocol.shadow import PackShadow, fleet_view
+
+
+def _db(name: str) -> Database:
+    database = cantools.database.load_file(
+        Path(str(resources.files("twin.dbc") / name)), strict=True
+    )
+    assert isinstance(database, Database)
+    return database
+
+
+INVERTER, SOLARK = _db("inverter.dbc"), _db("inverter_solark.dbc")
+
+
+def _view(**changes: object) -> InverterView:
+    values: dict[str, object] = {
+        "cvl_v": 55.2,
+        "ccl_a": 50.0,
+        "dcl_a": 80.0,
+        "dvl_v": 48.0,
+        "soc_pct": 60.0,
+        "soh_pct": 100.0,
+        "voltage_v": 52.28,
+        "current_a": 0.4,
+        "temperature_c": 22.0,
+        "alarms": LimitFlag.NONE,
+        "warnings": LimitFlag.NONE,
+        "charge_enable": True,
+        "discharge_enable": True,
+        "force_charge": False,
+        "full_charge": False,
+        "modules": 1,
+        "capacity_ah": 280.0,
+        "charged_kwh": 1520.0,
+        "discharged_kwh": 1490.0,
+        "min_cell_v": 3.31,
+        "max_cell_v": 3.34,
+        "min_temp_c": 19.0,
+        "max_temp_c": 23.0,
+        "min_cell_id": "C7",
+        "max_cell_id": "C12",
+        "min_temp_id": "C3",
+        "max_temp_id": "C9",
+        "stale": False,
+    }
+    values.update(changes)
+    return InverterView(**values)  # type: ignore[arg-type]
+
+
+def _frames(view: InverterView, profile: Profile) -> dict[int, bytes]:
+    values = inverter_values(view, profile)
+    return dict(encode_frames(INVERTER, values, profile, SOLARK))
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_each_profile_sends_its_frames_and_they_decode_back(profile: Profile) -> None:
+    frames = _frames(_view(), profile)
+    assert tuple(frames) == PROFILES[profile].frames
+    for frame_id, data in frames.items():
+        database = SOLARK if profile is Profile.SOLARK and frame_id == 0x356 else INVERTER
+        decoded = database.decode_message(frame_id, data, allow_truncated=True)
+        assert isinstance(decoded, dict) and decoded
+
+
+def test_the_reference_limits_frame_is_reproduced_byte_for_byte() -> None:
+    frames = _frames(_view(), Profile.PYLON)
+    assert frames[0x351] == bytes.fromhex("28 02 F4 01 20 03 E0 01")
+    assert frames[0x356] == bytes.fromhex("6C 14 04 00 DC 00")
+    assert frames[0x355] == bytes.fromhex("3C 00 64 00")
+
+
+def test_pylon_sends_real_pack_dlcs_the_name_pn_and_the_enables() -> None:
+    frames = _frames(_view(), Profile.PYLON)
+    assert {k: len(v) for k, v in frames.items()} == {
+        0x351: 8, 0x355: 4, 0x356: 6, 0x359: 7, 0x35C: 2, 0x35E: 8,
+    }  # fmt: skip
+    assert frames[0x35E] == b"PYLON   "
+    assert frames[0x359][4:7] == bytes([1, ord("P"), ord("N")])
+    assert frames[0x35C] == bytes([0xC0, 0x00])
+    alarm = _frames(_view(alarms=LimitFlag.CELL_OVER_VOLTAGE), Profile.PYLON)
+    assert alarm[0x359][0] == 0b10  # byte 0 bit 1: over-voltage protection
+
+
+def test_victron_stops_charging_with_cvl_at_the_pack_voltage_never_zero() -> None:
+    values = inverter_values(_view(ccl_a=0.0, voltage_v=53.4), Profile.VICTRON)
+    assert values[0x351]["ChargeVoltageLimit"] == pytest.approx(53.4)
+    assert values[0x351]["ChargeCurrentLimit"] == 0.0
+    floor = inverter_values(_view(cvl_v=0.0, ccl_a=0.0, voltage_v=None), Profile.VICTRON)
+    limit = floor[0x351]["ChargeVoltageLimit"]
+    assert limit is not None and limit > 0
+
+
+def test_victron_and_sma_pairs_say_ok_for_supported_events_not_zero() -> None:
+    frames = _frames(_view(), Profile.VICTRON)
+    decoded = INVERTER.decode_message(0x35A, frames[0x35A], decode_choices=False)
+    assert isinstance(decoded, dict)
+    assert decoded["AlarmHighVoltage"] == 2 and decoded["WarningCellImbalance"] == 2
+    assert decoded["AlarmContactor"] == 0  # the twin cannot know: "not supported"
+    raised = _frames(_view(alarms=LimitFlag.OVER_TEMPERATURE), Profile.SMA)
+    decoded = INVERTER.decode_message(0x35A, raised[0x35A], decode_choices=False)
+    assert isinstance(decoded, dict) and decoded["AlarmHighTemperature"] == 1
+
+
+def test_sma_marks_what_the_twin_does_not_know_invalid() -> None:
+    frames = _frames(_view(voltage_v=None, current_a=None, temperature_c=None), Profile.SMA)
+    assert frames[0x356][:6] == bytes([0x00, 0x80, 0x00, 0x80, 0x00, 0x80])  # 0x8000 x3
+    assert len(frames[0x356]) == 6
+    assert frames[0x355][4:6] == (6000).to_bytes(2, "little")  # the high-resolution SOC
+    assert frames[0x35E] == b"SMA\0\0\0\0\0"
+
+
+def test_solark_sends_the_voltage_in_tenths_in_eight_byte_frames() -> None:
+    frames = _frames(_view(), Profile.SOLARK)
+    assert all(len(data) == 8 for data in frames.values())
+    assert frames[0x356][:2] == (523).to_bytes(2, "little")
+    assert frames[0x379][:2] == (280).to_bytes(2, "little")
+
+
+def test_a_stale_fleet_sends_fail_safe_limits_and_the_communication_alarm() -> None:
+    shadow = PackShadow("pack1", lfp_settings(vbalance_v=3.5, vmax_v=3.65))
+    shadow.feed(encode_frame(sample_frame()), 0.0, 740_000)
+    fresh = shadow.feed(encode_frame(sample_frame()), 1.0, 740_000)
+    assert fresh is not None
+    view = inverter_view(fleet_view({"pack1": fresh}, ("pack1",)), {"pack1": fresh})
+    assert view is not None and view.ccl_a > 0 and not view.stale
+    stale = shadow.tick(30.0, 740_000)
+    assert stale is not None
+    safe = inverter_view(fleet_view({"pack1": stale}, ("pack1",)), {"pack1": stale})
+    assert safe is not None and safe.stale
+    assert safe.ccl_a == 0.0 and safe.dcl_a == 0.0
+    assert safe.alarms & LimitFlag.COMMUNICATION
+    assert not safe.charge_enable and not safe.discharge_enable
+    frames = _frames(safe, Profile.PYLON)
+    assert frames[0x351][2:6] == bytes(4)  # CCL = DCL = 0
+    assert frames[0x35C][0] & 0xC0 == 0  # charge and discharge enable off
+
+
+def test_no_view_before_any_pack_has_a_state() -> None:
+    assert inverter_view(fleet_view({}, ("pack1",)), {}) is None

@@ -1,0 +1,383 @@
+"""The inverter CAN frames of a profile, from the fleet's state: pure (cantools only encodes).
+
+A profile (``pylon``, ``victron``, ``sma``, ``solark``) chooses the frames of dbc/inverter.dbc
+that are sent, their DLC and the quirks of the inverters it targets
+(../shared/reference/inverter-can.md sections 1.7-1.9):
+
+- ``pylon``: Pylontech LV 1.2, 0x351 / 355 / 356 / 359 / 35C / 35E "PYLON" (space padded), with
+  the DLCs of real packs (8 / 4 / 6 / 7 / 2 / 8);
+- ``victron``: 0x351 / 355 / 356 / 35A / 35E / 35F / 370-379 / 382; charging is stopped with
+  CVL = the pack voltage and CCL 0, and CVL is never 0 (a GX takes CVL 0 as over-voltage);
+- ``sma``: Sunny Island, 0x351 / 355 / 356 / 35A / 35E / 35F; fields the twin does not fill are
+  "invalid" (0x8000 signed, 0xFFFF unsigned), never faster than one frame per id per 200 ms;
+- ``solark``: 0x351 / 355 / 356 (voltage in 0.1 V) / 359 / 35C / 35E / 379, 8-byte frames.
+
+``inverter_values`` gives each frame's signal values; ``encode_frames`` packs them with the
+DBC (strict: a value the frame cannot carry is an error, not a silent wrap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cantools.database.can import Database, Message
+
+from twin.model.limits import LimitFlag
+from twin.protocol.shadow import FleetView, TwinState
+
+KELVIN = 273.15
+
+
+class Profile(StrEnum):
+    """Which inverter family the frames are for."""
+
+    PYLON = "pylon"
+    VICTRON = "victron"
+    SMA = "sma"
+    SOLARK = "solark"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSpec:
+    """The frames of a profile and how they are sent."""
+
+    frames: tuple[int, ...]
+    manufacturer: str
+    pad: bytes = b"\0"
+    dlc: Mapping[int, int] = field(default_factory=dict)
+    """Frame id -> DLC where it differs from the DBC's length."""
+    min_period_s: float = 0.0
+    sma_invalid: bool = False
+    stop_with_cvl: bool = False
+    voltage_tenths: bool = False
+
+
+PROFILES: dict[Profile, ProfileSpec] = {
+    Profile.PYLON: ProfileSpec(
+        frames=(0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E),
+        manufacturer="PYLON",
+        pad=b" ",
+        dlc={0x355: 4, 0x356: 6, 0x359: 7, 0x35C: 2},
+    ),
+    Profile.VICTRON: ProfileSpec(
+        frames=(
+            0x351,
+            0x355,
+            0x356,
+            0x35A,
+            0x35E,
+            0x35F,
+            0x370,
+            0x371,
+            0x372,
+            0x373,
+            0x374,
+            0x375,
+            0x376,
+            0x377,
+            0x378,
+            0x379,
+            0x382,
+        ),
+        manufacturer="TWIN",
+        stop_with_cvl=True,
+    ),
+    Profile.SMA: ProfileSpec(
+        frames=(0x351, 0x355, 0x356, 0x35A, 0x35E, 0x35F),
+        manufacturer="SMA",
+        min_period_s=0.2,
+        sma_invalid=True,
+    ),
+    Profile.SOLARK: ProfileSpec(
+        frames=(0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E, 0x379),
+        manufacturer="PYLON",
+        pad=b" ",
+        dlc={0x355: 8, 0x356: 8, 0x359: 8, 0x35C: 8},
+        voltage_tenths=True,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InverterView:
+    """What the inverter link carries: the fleet, or fail-safe values when it is stale."""
+
+    cvl_v: float
+    ccl_a: float
+    dcl_a: float
+    dvl_v: float
+    soc_pct: float | None
+    soh_pct: float | None
+    voltage_v: float | None
+    current_a: float | None
+    temperature_c: float | None
+    alarms: LimitFlag
+    warnings: LimitFlag
+    charge_enable: bool
+    discharge_enable: bool
+    force_charge: bool
+    full_charge: bool
+    modules: int
+    capacity_ah: float
+    charged_kwh: float
+    discharged_kwh: float
+    min_cell_v: float | None
+    max_cell_v: float | None
+    min_temp_c: float | None
+    max_temp_c: float | None
+    min_cell_id: str
+    max_cell_id: str
+    min_temp_id: str
+    max_temp_id: str
+    stale: bool
+
+
+def inverter_view(
+    fleet: FleetView, states: Mapping[str, TwinState], nominal_cell_v: float = 3.2
+) -> InverterView | None:
+    """The inverter's view of the fleet; None before any pack has a state.
+
+    Stale data (or an incomplete fleet) sends fail-safe values: CCL = DCL = 0, both enables
+    off, the communication alarm set, measurements withheld.
+    """
+    state = fleet.state
+    if state is None:
+        return None
+    limits = state.limits
+    logic = [s.logic for s in states.values() if s.logic is not None]
+    capacity_ah = sum(p.capacity_wh / (nominal_cell_v * p.inputs.cell_count) for p in logic)
+    safe = fleet.stale or not fleet.complete
+    alarms = limits.alarms | (LimitFlag.COMMUNICATION if safe else LimitFlag.NONE)
+    temps = [state.min_temp.value, state.max_temp.value]
+    several = len(states) > 1
+    return InverterView(
+        cvl_v=limits.charge_voltage_v,
+        ccl_a=0.0 if safe or not fleet.effective_charge else limits.charge_current_a,
+        dcl_a=0.0 if safe or not fleet.effective_discharge else limits.discharge_current_a,
+        dvl_v=limits.discharge_voltage_v,
+        soc_pct=state.soc_pct,
+        soh_pct=None,
+        voltage_v=None if safe else state.pack_voltage_v,
+        current_a=None if safe else state.battery_current_a,
+        temperature_c=None if safe else sum(temps) / 2,
+        alarms=alarms,
+        warnings=limits.warnings,
+        charge_enable=not safe and fleet.effective_charge,
+        discharge_enable=not safe and fleet.effective_discharge,
+        force_charge=limits.force_charge,
+        full_charge=limits.full_charge,
+        modules=len(states),
+        capacity_ah=capacity_ah,
+        charged_kwh=state.energy.harvested_total_wh / 1000.0,
+        discharged_kwh=state.energy.consumed_total_wh / 1000.0,
+        min_cell_v=None if safe else state.min_cell_voltage.value,
+        max_cell_v=None if safe else state.max_cell_voltage.value,
+        min_temp_c=None if safe else state.min_temp.value,
+        max_temp_c=None if safe else state.max_temp.value,
+        min_cell_id=_cell_id(
+            state.min_cell_voltage.pack_id, state.min_cell_voltage.cell_index, several
+        ),
+        max_cell_id=_cell_id(
+            state.max_cell_voltage.pack_id, state.max_cell_voltage.cell_index, several
+        ),
+        min_temp_id=_cell_id(state.min_temp.pack_id, state.min_temp.cell_index, several),
+        max_temp_id=_cell_id(state.max_temp.pack_id, state.max_temp.cell_index, several),
+        stale=safe,
+    )
+
+
+def _cell_id(pack_id: str, cell: int, several: bool) -> str:
+    """A cell id for 0x374-0x377: ``C12``, or ``pack2C12`` when there are several packs."""
+    text = f"{pack_id}C{cell}" if several else f"C{cell}"
+    return text[:8]
+
+
+def _chars(prefix: str, text: str, pad: bytes) -> dict[str, float | None]:
+    data = text.encode("ascii", errors="replace")[:8].ljust(8, pad)
+    return {f"{prefix}{i}": float(b) for i, b in enumerate(data)}
+
+
+#: Pylon 0x359 protection (the BMS acted) and alarm (early warning) bits of each flag.
+_PYLON_PROTECT = {
+    LimitFlag.CELL_OVER_VOLTAGE: "ProtectCellOverVoltage",
+    LimitFlag.CELL_UNDER_VOLTAGE: "ProtectCellUnderVoltage",
+    LimitFlag.OVER_TEMPERATURE: "ProtectOverTemperature",
+    LimitFlag.UNDER_TEMPERATURE: "ProtectUnderTemperature",
+    LimitFlag.DISCHARGE_OVER_CURRENT: "ProtectDischargeOverCurrent",
+    LimitFlag.CHARGE_OVER_CURRENT: "ProtectChargeOverCurrent",
+    LimitFlag.BMS_INTERNAL: "ProtectSystemError",
+}
+_PYLON_WARN = {
+    LimitFlag.CELL_OVER_VOLTAGE: "WarnHighVoltage",
+    LimitFlag.CELL_UNDER_VOLTAGE: "WarnLowVoltage",
+    LimitFlag.OVER_TEMPERATURE: "WarnHighTemperature",
+    LimitFlag.UNDER_TEMPERATURE: "WarnLowTemperature",
+    LimitFlag.DISCHARGE_OVER_CURRENT: "WarnDischargeHighCurrent",
+    LimitFlag.CHARGE_OVER_CURRENT: "WarnChargeHighCurrent",
+    LimitFlag.COMMUNICATION: "WarnInternalCommunication",
+}
+#: SMA/Victron 0x35A pairs of each flag (the twin supports these events; the rest send 0).
+_PAIRS = {
+    LimitFlag.CELL_OVER_VOLTAGE: "HighVoltage",
+    LimitFlag.CELL_UNDER_VOLTAGE: "LowVoltage",
+    LimitFlag.OVER_TEMPERATURE: "HighTemperature",
+    LimitFlag.UNDER_TEMPERATURE: "LowTemperature",
+    LimitFlag.DISCHARGE_OVER_CURRENT: "HighDischargeCurrent",
+    LimitFlag.CHARGE_OVER_CURRENT: "HighChargeCurrent",
+    LimitFlag.BMS_INTERNAL: "BmsInternal",
+    LimitFlag.CELL_IMBALANCE: "CellImbalance",
+}
+RAISED, CLEARED = 1, 2
+
+
+def _pairs(view: InverterView) -> dict[str, float | None]:
+    values: dict[str, float | None] = {}
+    for prefix in ("Alarm", "Warning"):
+        flags = view.alarms if prefix == "Alarm" else view.warnings
+        values[f"{prefix}General"] = float(
+            RAISED if (prefix == "Alarm" and flags & LimitFlag.COMMUNICATION) else CLEARED
+        )
+        for flag, name in _PAIRS.items():
+            values[f"{prefix}{name}"] = float(RAISED if flags & flag else CLEARED)
+        # Events the twin cannot know: "not supported" (0), never "OK".
+        for name in ("HighTemperatureCharge", "LowTemperatureCharge", "Contactor", "ShortCircuit"):
+            values[f"{prefix}{name}"] = 0.0
+        for name in ("Reserved13", "Reserved14", "Reserved15"):
+            values[f"{prefix}{name}"] = 0.0
+    return values
+
+
+def inverter_values(
+    view: InverterView, profile: Profile, manufacturer: str | None = None
+) -> dict[int, dict[str, float | None]]:
+    """Each frame of the profile: its signal values (None = the field is not available)."""
+    spec = PROFILES[profile]
+    cvl = view.cvl_v
+    ccl = view.ccl_a
+    if spec.stop_with_cvl and ccl == 0.0 and view.voltage_v is not None:
+        # Victron does not stop charging on CCL 0: hold CVL at the pack voltage (never 0).
+        cvl = max(0.1, min(cvl, view.voltage_v))
+    frames: dict[int, dict[str, float | None]] = {
+        0x351: {
+            "ChargeVoltageLimit": max(cvl, 0.1),
+            "ChargeCurrentLimit": ccl,
+            "DischargeCurrentLimit": view.dcl_a,
+            "DischargeVoltageLimit": view.dvl_v,
+        },
+        0x355: {
+            "StateOfCharge": None if view.soc_pct is None else round(view.soc_pct),
+            "StateOfHealth": view.soh_pct if view.soh_pct is not None else 100.0,
+            "StateOfChargeHiRes": view.soc_pct,
+        },
+        0x356: {
+            "BatteryVoltage": view.voltage_v,
+            "BatteryCurrent": view.current_a,
+            "BatteryTemperature": view.temperature_c,
+        },
+        0x359: {
+            **{name: float(bool(view.alarms & flag)) for flag, name in _PYLON_PROTECT.items()},
+            "ProtectSystemErrorBit7": 0.0,
+            **{name: float(bool(view.warnings & flag)) for flag, name in _PYLON_WARN.items()},
+            "ModuleCount": float(min(view.modules, 255)),
+            "ProtocolChar0": float(ord("P")),
+            "ProtocolChar1": float(ord("N")),
+        },
+        0x35A: _pairs(view),
+        0x35C: {
+            "ChargeEnable": float(view.charge_enable),
+            "DischargeEnable": float(view.discharge_enable),
+            "RequestForceChargeI": float(view.force_charge),
+            "RequestForceChargeII": float(view.force_charge),
+            "RequestFullCharge": float(view.full_charge),
+        },
+        0x35E: _chars("ManufacturerChar", manufacturer or spec.manufacturer, spec.pad),
+        0x35F: {
+            "ProductCode": float(0x694C),  # "Li", low byte first
+            "FirmwareMajor": 0.0,
+            "FirmwareMinor": 1.0,
+            "CapacityAh": float(round(view.capacity_ah)),
+            "HardwareVersion": 0.0,
+        },
+        0x370: _chars("NameChar", "123Smart", b"\0"),
+        0x371: _chars("NameChar", "BMS twin", b"\0"),
+        0x372: {
+            "ModulesOnline": float(0 if view.stale else view.modules),
+            "ModulesBlockingCharge": float(0 if view.charge_enable else view.modules),
+            "ModulesBlockingDischarge": float(0 if view.discharge_enable else view.modules),
+            "ModulesOffline": float(view.modules if view.stale else 0),
+        },
+        0x373: {
+            "MinCellVoltage": view.min_cell_v,
+            "MaxCellVoltage": view.max_cell_v,
+            "MinCellTemperature": None if view.min_temp_c is None else view.min_temp_c + KELVIN,
+            "MaxCellTemperature": None if view.max_temp_c is None else view.max_temp_c + KELVIN,
+        },
+        0x374: _chars("IdChar", view.min_cell_id, b"\0"),
+        0x375: _chars("IdChar", view.max_cell_id, b"\0"),
+        0x376: _chars("IdChar", view.min_temp_id, b"\0"),
+        0x377: _chars("IdChar", view.max_temp_id, b"\0"),
+        0x378: {"EnergyCharged": view.charged_kwh, "EnergyDischarged": view.discharged_kwh},
+        0x379: {"InstalledCapacityAh": float(round(view.capacity_ah))},
+        0x382: _chars("ProductChar", "TWIN", b"\0"),
+    }
+    return {frame_id: frames[frame_id] for frame_id in spec.frames}
+
+
+def encode_frames(
+    database: Database,
+    values: Mapping[int, Mapping[str, float | None]],
+    profile: Profile,
+    solark: Database | None = None,
+) -> list[tuple[int, bytes]]:
+    """(frame id, data) of each frame, strict; "not available" per the profile.
+
+    A field without a value is 0 (pylon, victron, solark: their convention for unused bytes)
+    or the SMA "invalid" value (0x8000 signed, 0xFFFF unsigned), which makes a Sunny Island
+    keep its own default instead of taking a fake 0.
+    """
+    spec = PROFILES[profile]
+    out: list[tuple[int, bytes]] = []
+    for frame_id, signals in values.items():
+        db = solark if (spec.voltage_tenths and frame_id == 0x356 and solark) else database
+        message = db.get_message_by_frame_id(frame_id)
+        known = {name: value for name, value in signals.items() if value is not None}
+        raw_invalid: dict[str, int] = {}
+        for signal in message.signals:
+            if signal.name in known:
+                continue
+            if spec.sma_invalid:
+                raw_invalid[signal.name] = 0x8000 if signal.is_signed else (1 << signal.length) - 1
+            else:
+                raw_invalid[signal.name] = 0
+        data = bytearray(message.encode(_scaled(message, known), strict=True, padding=False))
+        if raw_invalid:
+            data = bytearray(_overlay_raw(message, bytes(data), raw_invalid))
+        length = spec.dlc.get(frame_id, message.length)
+        out.append((frame_id, bytes(data[:length]).ljust(length, b"\0")))
+    return out
+
+
+def _scaled(message: Message, known: Mapping[str, float]) -> dict[str, float]:
+    """Every signal of the message: the known values, 0 for the others (overlaid later)."""
+    values: dict[str, float] = {}
+    for signal in message.signals:
+        if signal.name in known:
+            values[signal.name] = known[signal.name]
+        else:
+            lo = signal.minimum if signal.minimum is not None else 0.0
+            values[signal.name] = max(lo, min(0.0, signal.maximum or 0.0))
+    return values
+
+
+def _overlay_raw(message: Message, data: bytes, raw: Mapping[str, int]) -> bytes:
+    """Write raw (unscaled) values over some little-endian signals of an encoded frame."""
+    number = int.from_bytes(data, "little")
+    for signal in message.signals:
+        if signal.name not in raw:
+            continue
+        mask = ((1 << signal.length) - 1) << signal.start
+        value = (raw[signal.name] & ((1 << signal.length) - 1)) << signal.start
+        number = (number & ~mask) | value
+    return number.to_bytes(len(data), "little")
