@@ -34,6 +34,7 @@ from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
 from twin.emulator.simulation import World
 from twin.errors import SourceError
+from twin.exporters.canbus import CanExporter
 from twin.exporters.modbus import ModbusExporter
 from twin.model.logic import LogicState
 from twin.model.pin import PinGuard
@@ -568,8 +569,8 @@ class Service:
         await self.stopping.wait()
         raise _StopRequestedError
 
-    def _exporters(self) -> dict[str, ModbusExporter]:
-        exporters: dict[str, ModbusExporter] = {}
+    def _exporters(self) -> dict[str, ModbusExporter | CanExporter]:
+        exporters: dict[str, ModbusExporter | CanExporter] = {}
         modbus = self.config.modbus
         if modbus is not None:
             exporters["modbus"] = ModbusExporter(
@@ -579,6 +580,11 @@ class Service:
                 modbus,
                 {p.pack_id: p.shadow.settings.cell_count for p in self.packs},
                 version=__version__,
+            )
+        can = self.config.can
+        if can is not None:
+            exporters["can"] = CanExporter(
+                self.hub, can, {p.pack_id: i for i, p in enumerate(self.packs)}
             )
         return exporters
 

@@ -44,6 +44,7 @@ from twin.emulator.simulation import (
     apply_changes,
 )
 from twin.errors import ConfigError
+from twin.exporters.can_map import CanSettings, HeartbeatAction, Profile
 from twin.exporters.modbus_map import (
     TYPE_SIZE,
     VALUE_KEYS,
@@ -152,6 +153,7 @@ class SourceModel(_Model):
     true_soc_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     spread: Literal["matched", "typical", "bad"] | None = None
     annual_kwh: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
+    charger_a: float | None = Field(default=None, ge=0.0, le=10_000.0)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
@@ -220,12 +222,40 @@ class ModbusModel(_Model):
     ctrl_hb_timeout_s: float | None = Field(default=None, gt=0.0, le=86_400.0)
 
 
+class CanModel(_Model):
+    """``[can]``: the CAN exporter (the inverter link and the native twin frames)."""
+
+    enabled: bool = True
+    interface: str = Field(default="virtual", min_length=1)
+    channel: str = Field(default="twin", min_length=1)
+    bitrate: int | None = Field(default=500_000, ge=10_000, le=1_000_000)
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    profile: Profile = Profile.PYLON
+    manufacturer: str | None = Field(default=None, min_length=1, max_length=8)
+    cycle_s: float | None = Field(default=None, ge=0.1, le=60.0)
+    dlc: Literal["profile", "dbc", "8"] = "profile"
+    native: bool = True
+    native_base_id: int = Field(default=0x700, ge=0, le=0x7FA)
+    cells_per_cycle: int = Field(default=16, ge=1, le=255)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0.0, le=3600.0)
+    heartbeat_action: HeartbeatAction = HeartbeatAction.LOG
+    silent_until_inverter: bool = False
+
+    @field_validator("manufacturer")
+    @classmethod
+    def _ascii(cls, value: str | None) -> str | None:
+        if value is not None and not value.isascii():
+            raise ValueError("must be ASCII (8 characters at most)")
+        return value
+
+
 class ConfigModel(_Model):
     """The whole file."""
 
     pack: list[PackModel] = Field(min_length=1, max_length=64)
     store: StoreModel = Field(default_factory=StoreModel)
     modbus: ModbusModel = Field(default_factory=ModbusModel)
+    can: CanModel = Field(default_factory=CanModel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +328,8 @@ class TwinConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     modbus: ModbusSettings | None = field(default_factory=ModbusSettings)
     """None: no Modbus server."""
+    can: CanSettings | None = field(default_factory=CanSettings)
+    """None: no CAN exporter."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +405,39 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
         source=source,
         store=StoreConfig(store_path, model.store.save_interval_s),
         modbus=_modbus(model.modbus, [p.pack_id for p in packs], source),
+        can=_can(model.can, len(packs), source),
+    )
+
+
+def _can(model: CanModel, packs: int, source: str) -> CanSettings | None:
+    if not model.enabled:
+        return None
+    last = model.native_base_id + 0x10 * (packs - 1) + 5
+    if model.native and last > 0x7FF:
+        raise ConfigError(
+            f"{source}: can.native_base_id: {model.native_base_id:#x} + 0x10 x {packs - 1} packs "
+            "passes the last 11-bit id 0x7ff"
+        )
+    if model.native and model.native_base_id <= 0x382 and last >= 0x305:
+        raise ConfigError(
+            f"{source}: can.native_base_id: {model.native_base_id:#x} overlaps the inverter "
+            "frames (0x305-0x382)"
+        )
+    return CanSettings(
+        interface=model.interface,
+        channel=model.channel,
+        bitrate=model.bitrate,
+        bus_options=tuple(sorted(model.options.items())),
+        profile=model.profile,
+        manufacturer=model.manufacturer,
+        cycle_s=model.cycle_s,
+        dlc_policy=model.dlc,
+        native=model.native,
+        native_base_id=model.native_base_id,
+        cells_per_cycle=model.cells_per_cycle,
+        heartbeat_timeout_s=model.heartbeat_timeout_s,
+        heartbeat_action=model.heartbeat_action,
+        silent_until_inverter=model.silent_until_inverter,
     )
 
 
@@ -609,6 +674,7 @@ _SOURCE_FIELDS_OF_KIND = {
     "true_soc_pct": SourceKind.EMULATOR,
     "spread": SourceKind.EMULATOR,
     "annual_kwh": SourceKind.EMULATOR,
+    "charger_a": SourceKind.EMULATOR,
     "seed": SourceKind.EMULATOR,
 }
 
@@ -688,10 +754,21 @@ def _emulated_world(
             initial_soc_pct=60.0 if source.true_soc_pct is None else source.true_soc_pct,
             seed=seed,
         )
+        n, vb = settings.cell_count, settings.vbalance_v
+        mains = None
+        if source.charger_a:
+            # A mains charger on the CHARGE relay, day and night: absorption just above
+            # V-balance (the boards top-balance), float just below.
+            mains = ChargerSpec(
+                max_current_a=source.charger_a,
+                absorption_v=round(n * (vb + 0.05), 2),
+                float_v=round(n * (vb - 0.05), 2),
+            )
         plant = PlantSpec(
             solar=SolarSpec(peak_w=settings.solar_peak_w) if settings.solar_peak_w > 0 else None,
             load=LoadSpec(annual_kwh=3500.0 if source.annual_kwh is None else source.annual_kwh),
             inverter=InverterSpec(max_power_w=settings.inverter_peak_w),
+            mains_charger=mains,
             seed=seed,
         )
         return Scenario(

@@ -73,12 +73,18 @@ def write_config(
 class TwinProcess:
     """``twin run`` in a subprocess; its JSON log lines are collected as they come."""
 
-    def __init__(self, config: Path, *args: str, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        *args: str,
+        speed: float = 1.0,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.command = [
             *TWIN,
             "run",
-            "--config",
-            str(config),
+            *(["--config", str(config)] if config is not None else []),
             "--quiet",
             "--log-format",
             "json",
@@ -86,7 +92,10 @@ class TwinProcess:
             str(speed),
             *args,
         ]
-        self.cwd = config.parent
+        directory = cwd if cwd is not None else (config.parent if config is not None else None)
+        assert directory is not None, "give a config or a working directory"
+        self.cwd = directory
+        self.extra_env = env or {}
         self.logs: list[dict[str, Any]] = []
         self.other_lines: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -108,7 +117,7 @@ class TwinProcess:
 
     def start(self) -> None:
         """Start the process (its stderr is read by a thread)."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
         self.process = subprocess.Popen(
             self.command,
             cwd=self.cwd,

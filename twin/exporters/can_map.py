@@ -25,6 +25,7 @@ from enum import StrEnum
 from cantools.database.can import Database, Message
 
 from twin.model.limits import LimitFlag
+from twin.model.status import StatusFlag
 from twin.protocol.shadow import FleetView, TwinState
 
 KELVIN = 273.15
@@ -98,6 +99,57 @@ PROFILES: dict[Profile, ProfileSpec] = {
         voltage_tenths=True,
     ),
 }
+
+
+class HeartbeatAction(StrEnum):
+    """What the twin does when the inverter's 0x305 stops."""
+
+    LOG = "log"
+    """A warning in the log, nothing else."""
+    ALARM = "alarm"
+    """The communication alarm in the frames (0x359 / 0x35A) as well."""
+    FAIL_SAFE = "fail-safe"
+    """The alarm, and CCL = DCL = 0 until the inverter speaks again."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanSettings:
+    """The CAN exporter: the bus, the inverter profile, the native frames, the heartbeat."""
+
+    interface: str = "virtual"
+    channel: str = "twin"
+    bitrate: int | None = 500_000
+    bus_options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    """More python-can bus arguments (e.g. ("receive_own_messages", False))."""
+    profile: Profile = Profile.PYLON
+    manufacturer: str | None = None
+    """0x35E; None = the profile's."""
+    cycle_s: float | None = None
+    """One cycle for every inverter frame; None = the DBC's GenMsgCycleTime."""
+    dlc_policy: str = "profile"
+    """"profile" (the profile's DLCs), "dbc" (the DBC lengths) or "8" (every frame 8 bytes)."""
+    native: bool = True
+    native_base_id: int = 0x700
+    """Native frames of pack i (0-based) at base + 0x10 x i + 0..5."""
+    cells_per_cycle: int = 16
+    """Native cell frames sent per 100 ms cell cycle (all cells rotate through)."""
+    heartbeat_timeout_s: float | None = None
+    """Watch the inverter's 0x305: None = not watched."""
+    heartbeat_action: HeartbeatAction = HeartbeatAction.LOG
+    silent_until_inverter: bool = False
+    """Send nothing until the inverter has sent a frame (as BYD-style inverters expect)."""
+    retry_s: float = 2.0
+    """Wait before reopening a bus that failed (bus-off, adapter unplugged)."""
+
+    def __post_init__(self) -> None:
+        if self.dlc_policy not in ("profile", "dbc", "8"):
+            raise ValueError(f"dlc_policy {self.dlc_policy!r} is not profile, dbc or 8")
+        if self.cycle_s is not None and not self.cycle_s > 0:
+            raise ValueError("cycle_s must be > 0")
+        if not 0 <= self.native_base_id <= 0x7FF - 5:
+            raise ValueError(f"native_base_id {self.native_base_id:#x} is not an 11-bit id")
+        if self.cells_per_cycle < 1:
+            raise ValueError("cells_per_cycle must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,3 +433,119 @@ def _overlay_raw(message: Message, data: bytes, raw: Mapping[str, int]) -> bytes
         value = (raw[signal.name] & ((1 << signal.length) - 1)) << signal.start
         number = (number & ~mask) | value
     return number.to_bytes(len(data), "little")
+
+
+# ---- the native twin frames (dbc/twin.dbc) -----------------------------------------------
+
+#: The native frames of one pack, by offset from the pack's base id.
+NATIVE_OFFSETS = {
+    "TwinPackSummary": 0,
+    "TwinRelaysWarnings": 1,
+    "TwinLimits": 2,
+    "TwinCounters": 3,
+    "TwinCellExtremes": 4,
+    "TwinCells": 5,
+}
+
+
+def native_values(state: TwinState) -> dict[str, dict[str, float | None]]:
+    """The native frames of one pack (but the cell frames), by message name."""
+    logic = state.logic
+    obs = state.observation
+    inputs = None if logic is None or state.stale else logic.inputs
+    limits = state.limits
+    warnings = logic.warnings if logic is not None else StatusFlag.E
+    bits = {
+        "ChargeReported": state.reported_charge,
+        "DischargeReported": state.reported_discharge,
+        "ChargeTwin": state.twin_charge,
+        "DischargeTwin": state.twin_discharge,
+        "ChargeEffective": state.effective_charge,
+        "DischargeEffective": state.effective_discharge,
+        "WarningE": bool(warnings & StatusFlag.E) or state.stale,
+        "WarningVl": bool(warnings & StatusFlag.VL),
+        "WarningVh": bool(warnings & StatusFlag.VH),
+        "WarningTl": bool(warnings & StatusFlag.TL),
+        "WarningTh": bool(warnings & StatusFlag.TH),
+        "Divergent": state.divergent,
+        "Stale": state.stale,
+        "SocCalibrated": logic is not None and logic.soc_calibrated,
+    }
+    age = obs.frame_age_s
+    return {
+        "TwinPackSummary": {
+            "PackVoltage": None if inputs is None else inputs.pack_voltage_v,
+            "BatteryCurrent": None if inputs is None else inputs.measured_battery_current_a,
+            "StateOfCharge": None if logic is None else logic.soc_pct,
+            "MinTemperature": None if inputs is None else _clamp(inputs.min_temp_c, -128, 127),
+            "MaxTemperature": None if inputs is None else _clamp(inputs.max_temp_c, -128, 127),
+        },
+        "TwinRelaysWarnings": {
+            **{name: float(bool(on)) for name, on in bits.items()},
+            "Alarms": None if limits is None else float(int(limits.alarms)),
+            "EarlyWarnings": None if limits is None else float(int(limits.warnings)),
+            "DataAge": None if age is None else min(age, 6553.5),
+        },
+        "TwinLimits": {
+            "ChargeVoltageLimit": None if limits is None else limits.charge_voltage_v,
+            "ChargeCurrentLimit": None if limits is None else limits.charge_current_a,
+            "DischargeCurrentLimit": None if limits is None else limits.discharge_current_a,
+            "DischargeVoltageLimit": None if limits is None else limits.discharge_voltage_v,
+        },
+        "TwinCounters": {
+            "HarvestedTotal": None if logic is None else logic.energy.harvested_total_wh,
+            "ConsumedTotal": None if logic is None else logic.energy.consumed_total_wh,
+        },
+        "TwinCellExtremes": {
+            "MinCellVoltage": None if inputs is None else inputs.min_cell_voltage_v,
+            "MaxCellVoltage": None if inputs is None else inputs.max_cell_voltage_v,
+            "MinCellId": None if inputs is None else float(inputs.min_cell_index),
+            "MaxCellId": None if inputs is None else float(inputs.max_cell_index),
+            "MinTemperatureId": None if inputs is None else float(inputs.min_temp_index),
+            "MaxTemperatureId": None if inputs is None else float(inputs.max_temp_index),
+        },
+    }
+
+
+def native_cell_values(state: TwinState, index: int) -> dict[str, float | None]:
+    """The multiplexed cell frame of cell ``index`` (1-based)."""
+    cells = state.observation.cells
+    cell = cells[index - 1] if 1 <= index <= len(cells) else None
+    fresh = cell is not None and not state.stale
+    flags = 0
+    if cell is not None:
+        flags = (1 if cell.balancing else 0) | (2 if cell.stale or state.stale else 0)
+    return {
+        "CellIndex": float(index),
+        f"Cell{index}Voltage": cell.voltage_v if fresh and cell is not None else None,
+        f"Cell{index}Temperature": cell.temp_c if fresh and cell is not None else None,
+        f"Cell{index}Flags": float(flags),
+    }
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return float(min(hi, max(lo, round(value))))
+
+
+def encode_native(
+    database: Database, name: str, values: Mapping[str, float | None], frame_id: int
+) -> tuple[int, bytes]:
+    """One native frame at ``frame_id``; a value not available is sent as all ones."""
+    message = database.get_message_by_name(name)
+    # Every signal named in ``values`` (a multiplexed frame names its own branch only); the
+    # unknown ones are encoded as their minimum, then overwritten with all ones.
+    encodable: dict[str, float] = {}
+    for signal in message.signals:
+        if signal.name in values:
+            value = values[signal.name]
+            lo = signal.minimum if signal.minimum is not None else 0.0
+            encodable[signal.name] = value if value is not None else max(lo, 0.0)
+    data = message.encode(encodable, strict=True)
+    unknown = {
+        s.name: (1 << s.length) - 1
+        for s in message.signals
+        if s.name in values and values[s.name] is None
+    }
+    if unknown:
+        data = _overlay_raw(message, data, unknown)
+    return frame_id, bytes(data)

@@ -6,6 +6,7 @@ and a ``SettingsPort`` (validated settings writes behind each pack's PIN guard).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from twin.model.pin import PinGuard
@@ -22,6 +23,10 @@ class StateFeed(Protocol):
 
     def latest(self, pack_id: str) -> TwinState | None:
         """The newest snapshot of a pack; None before its first."""
+        ...
+
+    def states(self) -> Mapping[str, TwinState]:
+        """The newest snapshot of every pack that has one."""
         ...
 
     def published_at(self, pack_id: str) -> float | None:

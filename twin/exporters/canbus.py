@@ -1,0 +1,360 @@
+"""The CAN exporter (python-can and cantools): the inverter link and the native twin frames.
+
+Any python-can bus (``socketcan`` on ``vcan0``, ``virtual``, ``udp_multicast``, serial
+adapters, ...) from ``[can]``. Every frame has its own schedule (``due = start + k x cycle``,
+so sends never drift however late a loop turn is); the inverter frames carry the fleet
+aggregate with the profile's quirks (``can_map``), the native frames each pack. Stale data
+sends fail-safe values (CCL = DCL = 0, the communication alarm). A send that fails is counted
+and the frame is sent again at its next due time; a bus that keeps failing (bus-off, adapter
+gone) is closed and opened again after ``retry_s``; the twin never stops for it.
+
+The inverter's 0x305 is watched with ``heartbeat_timeout_s``: the action is a log line, the
+communication alarm in the frames, or fail-safe limits. With ``silent_until_inverter`` nothing
+is sent before the inverter has sent a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import can
+import cantools
+from cantools.database.can import Database
+
+from twin.exporters.can_map import (
+    NATIVE_OFFSETS,
+    PROFILES,
+    CanSettings,
+    HeartbeatAction,
+    InverterView,
+    encode_frames,
+    encode_native,
+    inverter_values,
+    inverter_view,
+    native_cell_values,
+    native_values,
+)
+from twin.exporters.ports import StateFeed
+from twin.model.limits import LimitFlag
+
+log = logging.getLogger(__name__)
+
+#: Consecutive failed sends after which the bus is closed and opened again.
+MAX_SEND_FAILURES = 20
+#: The inverter's frames (received).
+INVERTER_IDS = frozenset({0x305, 0x306, 0x307})
+CELL_CYCLE_S = 0.1
+
+
+def load_dbc(name: str) -> Database:
+    """One of the DBC files shipped in ``twin.dbc``, loaded strictly."""
+    path = Path(str(resources.files("twin.dbc") / name))
+    database = cantools.database.load_file(path, strict=True)
+    assert isinstance(database, Database)
+    return database
+
+
+def describe_dbc(path: str | None = None) -> str:
+    """``twin dbc``: the messages and signals of a DBC (the shipped ones by default)."""
+    files = (
+        [Path(path)]
+        if path
+        else [
+            Path(str(resources.files("twin.dbc") / n))
+            for n in ("inverter.dbc", "inverter_solark.dbc", "twin.dbc")
+        ]
+    )
+    lines: list[str] = []
+    for file in files:
+        database = cantools.database.load_file(file, strict=True)
+        assert isinstance(database, Database)
+        lines.append(f"{file.name}:")
+        for message in database.messages:
+            cycle = f", every {message.cycle_time} ms" if message.cycle_time else ""
+            senders = ",".join(message.senders) or "-"
+            lines.append(
+                f"  {message.frame_id:#05x} {message.name} ({message.length} bytes, "
+                f"from {senders}{cycle})"
+            )
+            signals = message.signals
+            if len(signals) > 24:
+                lines.append(f"      {len(signals)} signals (multiplexed)")
+                signals = signals[:4]
+            for s in signals:
+                unit = f" {s.unit}" if s.unit else ""
+                kind = "signed" if s.is_signed else "unsigned"
+                lines.append(
+                    f"      {s.name}: bits {s.start}+{s.length} {kind}, x{s.scale:g}"
+                    f"{'+' + format(s.offset, 'g') if s.offset else ''}{unit}"
+                )
+    return "\n".join(lines) + "\n"
+
+
+class _Schedule:
+    """When each frame is next due (no drift: due times step by whole cycles)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self._due: dict[object, tuple[float, float]] = {}
+
+    def due(self, key: object, cycle_s: float, now: float) -> bool:
+        """Whether ``key`` is due at ``now``; if so, its next due time is set."""
+        entry = self._due.get(key)
+        if entry is None:
+            self._due[key] = (self.start + cycle_s, cycle_s)
+            return True
+        next_s, _ = entry
+        if now < next_s:
+            return False
+        # Skip whole cycles that were missed (a stalled loop), never send a burst.
+        missed = int((now - next_s) // cycle_s) + 1
+        self._due[key] = (next_s + missed * cycle_s, cycle_s)
+        return True
+
+    def next_time(self) -> float:
+        """The earliest due time."""
+        return min((d for d, _ in self._due.values()), default=self.start)
+
+
+class CanExporter:
+    """Sends the hub's state on a CAN bus; ``run`` until cancelled."""
+
+    def __init__(
+        self,
+        feed: StateFeed,
+        settings: CanSettings,
+        pack_index: dict[str, int],
+        nominal_cell_v: float = 3.2,
+    ) -> None:
+        self.feed = feed
+        self.settings = settings
+        self.pack_index = pack_index
+        self.nominal_cell_v = nominal_cell_v
+        self.inverter_db = load_dbc("inverter.dbc")
+        self.solark_db = load_dbc("inverter_solark.dbc")
+        self.twin_db = load_dbc("twin.dbc")
+        self.frames_sent = 0
+        self.send_errors = 0
+        self.frames_received = 0
+        self.inverter_seen_at: float | None = None
+        self.heartbeat_lost = False
+        self.open = False
+        self._bus: can.BusABC | None = None
+        self._cell_next: dict[str, int] = {}
+        self._failures = 0
+        self._started = time.monotonic()
+
+    def status(self) -> str:
+        """For the status line."""
+        s = self.settings
+        if not self.open:
+            return f"can {s.interface}:{s.channel} closed"
+        lost = " inverter lost" if self.heartbeat_lost else ""
+        return f"can {s.interface}:{s.channel} {self.frames_sent} sent{lost}"
+
+    # ---- the bus ------------------------------------------------------------------------
+
+    def _open_bus(self) -> can.BusABC:
+        s = self.settings
+        options: dict[str, Any] = dict(s.bus_options)
+        if s.bitrate is not None and s.interface not in ("virtual", "udp_multicast", "socketcan"):
+            options.setdefault("bitrate", s.bitrate)
+        return can.Bus(interface=s.interface, channel=s.channel, **options)
+
+    async def run(self) -> None:
+        """Open the bus (again after a failure) and send and receive until cancelled."""
+        while True:
+            try:
+                bus = await asyncio.to_thread(self._open_bus)
+            except (can.CanError, OSError, ValueError, ImportError) as exc:
+                log.error(
+                    "can: cannot open %s:%s (%s); retrying in %.0f s",
+                    self.settings.interface,
+                    self.settings.channel,
+                    exc,
+                    self.settings.retry_s,
+                )
+                await asyncio.sleep(self.settings.retry_s)
+                continue
+            self._bus, self.open, self._failures = bus, True, 0
+            log.info(
+                "can: %s:%s open, profile %s",
+                self.settings.interface,
+                self.settings.channel,
+                self.settings.profile.value,
+            )
+            try:
+                await self._serve(bus)
+            except _BusFailedError as exc:
+                log.error("can: %s; reopening in %.0f s", exc, self.settings.retry_s)
+            finally:
+                self.open = False
+                self._bus = None
+                await asyncio.to_thread(bus.shutdown)
+            await asyncio.sleep(self.settings.retry_s)
+
+    async def _serve(self, bus: can.BusABC) -> None:
+        loop = asyncio.get_running_loop()
+        reader = can.AsyncBufferedReader()
+        notifier = can.Notifier(bus, [reader], loop=loop)
+        receiving = asyncio.create_task(self._receive(reader))
+        try:
+            await self._transmit(bus)
+        finally:
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+            notifier.stop()
+
+    async def _receive(self, reader: can.AsyncBufferedReader) -> None:
+        async for message in reader:
+            self.frames_received += 1
+            if message.arbitration_id in INVERTER_IDS and not message.is_error_frame:
+                if self.inverter_seen_at is None:
+                    log.info("can: the inverter speaks (%#05x)", message.arbitration_id)
+                self.inverter_seen_at = time.monotonic()
+
+    # ---- sending ------------------------------------------------------------------------
+
+    async def _transmit(self, bus: can.BusABC) -> None:
+        s = self.settings
+        spec = PROFILES[s.profile]
+        schedule = _Schedule(time.monotonic())
+        while True:
+            now = time.monotonic()
+            self._watch_heartbeat(now)
+            if s.silent_until_inverter and self.inverter_seen_at is None:
+                await asyncio.sleep(0.05)
+                continue
+            for frame_id, data in self._inverter_frames(now, schedule, spec.min_period_s):
+                self._send(bus, frame_id, data)
+            if s.native:
+                for frame_id, data in self._native_frames(now, schedule):
+                    self._send(bus, frame_id, data)
+            await asyncio.sleep(max(0.0, min(schedule.next_time(), now + 0.05) - time.monotonic()))
+
+    def _send(self, bus: can.BusABC, frame_id: int, data: bytes) -> None:
+        message = can.Message(arbitration_id=frame_id, data=data, is_extended_id=False)
+        try:
+            bus.send(message, timeout=0.05)
+        except (can.CanError, OSError) as exc:
+            self.send_errors += 1
+            self._failures += 1
+            if self._failures == 1:
+                log.warning("can: send %#05x failed: %s (retried at its next cycle)", frame_id, exc)
+            if self._failures >= MAX_SEND_FAILURES:
+                raise _BusFailedError(f"{self._failures} sends in a row failed") from exc
+            return
+        self._failures = 0
+        self.frames_sent += 1
+
+    def _cycle_of(self, frame_id: int, min_period_s: float) -> float:
+        if self.settings.cycle_s is not None:
+            cycle = self.settings.cycle_s
+        else:
+            message = self.inverter_db.get_message_by_frame_id(frame_id)
+            cycle = (message.cycle_time or 1000) / 1000.0
+        return max(cycle, min_period_s)
+
+    def view(self, now: float) -> InverterView | None:
+        """The inverter view, with the heartbeat action applied."""
+        view = inverter_view(self.feed.fleet, self.feed.states(), self.nominal_cell_v)
+        if view is None or not self.heartbeat_lost:
+            return view
+        action = self.settings.heartbeat_action
+        if action is HeartbeatAction.LOG:
+            return view
+        alarms = view.alarms | LimitFlag.COMMUNICATION
+        if action is HeartbeatAction.ALARM:
+            return _replace_view(view, alarms=alarms)
+        return _replace_view(
+            view, alarms=alarms, ccl_a=0.0, dcl_a=0.0, charge_enable=False, discharge_enable=False
+        )
+
+    def _inverter_frames(
+        self, now: float, schedule: _Schedule, min_period_s: float
+    ) -> list[tuple[int, bytes]]:
+        s = self.settings
+        due = [
+            fid
+            for fid in PROFILES[s.profile].frames
+            if schedule.due(("inverter", fid), self._cycle_of(fid, min_period_s), now)
+        ]
+        if not due:
+            return []
+        view = self.view(now)
+        if view is None:
+            return []  # no pack has a state yet: say nothing rather than something made up
+        values = inverter_values(view, s.profile, s.manufacturer)
+        frames = encode_frames(
+            self.inverter_db, {fid: values[fid] for fid in due}, s.profile, self.solark_db
+        )
+        if s.dlc_policy == "8":
+            frames = [(fid, data.ljust(8, b"\0")) for fid, data in frames]
+        elif s.dlc_policy == "dbc":
+            frames = [
+                (fid, data.ljust(self.inverter_db.get_message_by_frame_id(fid).length, b"\0"))
+                for fid, data in frames
+            ]
+        return frames
+
+    def _native_frames(self, now: float, schedule: _Schedule) -> list[tuple[int, bytes]]:
+        frames: list[tuple[int, bytes]] = []
+        for pack_id, index in self.pack_index.items():
+            state = self.feed.latest(pack_id)
+            if state is None:
+                continue
+            base = self.settings.native_base_id + 0x10 * index
+            values = native_values(state)
+            for name, offset in NATIVE_OFFSETS.items():
+                if name == "TwinCells":
+                    continue
+                message = self.twin_db.get_message_by_name(name)
+                cycle = (message.cycle_time or 1000) / 1000.0
+                if schedule.due((pack_id, name), cycle, now):
+                    frames.append(encode_native(self.twin_db, name, values[name], base + offset))
+            cells = state.settings.cell_count
+            if cells and schedule.due((pack_id, "cells"), CELL_CYCLE_S, now):
+                start = self._cell_next.get(pack_id, 1)
+                for i in range(self.settings.cells_per_cycle):
+                    cell = (start - 1 + i) % cells + 1
+                    frames.append(
+                        encode_native(
+                            self.twin_db,
+                            "TwinCells",
+                            native_cell_values(state, cell),
+                            base + NATIVE_OFFSETS["TwinCells"],
+                        )
+                    )
+                self._cell_next[pack_id] = (start - 1 + self.settings.cells_per_cycle) % cells + 1
+        return frames
+
+    def _watch_heartbeat(self, now: float) -> None:
+        timeout = self.settings.heartbeat_timeout_s
+        if timeout is None:
+            return
+        # Before the inverter's first frame, the timeout counts from the start.
+        seen = self.inverter_seen_at if self.inverter_seen_at is not None else self._started
+        lost = now - seen > timeout
+        if lost and not self.heartbeat_lost:
+            log.warning(
+                "can: no frame from the inverter for %.0f s (action: %s)",
+                timeout,
+                self.settings.heartbeat_action.value,
+            )
+        elif not lost and self.heartbeat_lost:
+            log.info("can: the inverter speaks again")
+        self.heartbeat_lost = lost
+
+
+class _BusFailedError(Exception):
+    """Sends keep failing: the bus is closed and opened again."""
+
+
+def _replace_view(view: InverterView, **changes: Any) -> InverterView:
+    return dataclasses.replace(view, **changes)
