@@ -62,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         help="cells of the pack the SunSpec and per-cell addresses are shown for (default 16)",
     )
 
+    dbc = commands.add_parser("dbc", help="list the messages and signals of a DBC file")
+    dbc.add_argument(
+        "file", metavar="FILE", nargs="?", help="a DBC file (default: the shipped ones)"
+    )
+
+    monitor = commands.add_parser("can-monitor", help="print live CAN frames, decoded")
+    monitor.add_argument("--interface", required=True, help="python-can interface (socketcan, ...)")
+    monitor.add_argument("--channel", required=True, help="channel (vcan0, a multicast group, ...)")
+    monitor.add_argument("--dbc", metavar="FILE", help="decode with this DBC (default: shipped)")
+    monitor.add_argument("--count", type=_positive_int, help="stop after N frames")
+    monitor.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S s")
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
 
@@ -205,6 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return simulate(args.scenario, args.out, progress=not args.no_progress)
             except OutputError as exc:
                 print(f"twin simulate: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+        if args.command in ("dbc", "can-monitor"):
+            from twin import cantool
+
+            try:
+                if args.command == "dbc":
+                    return cantool.dbc(args.file)
+                return cantool.can_monitor(
+                    args.interface, args.channel, args.dbc, args.count, args.duration
+                )
+            except (OSError, ValueError, ImportError) as exc:
+                print(f"twin {args.command}: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
         if args.command == "regmap":
             from twin.config import load_register_maps

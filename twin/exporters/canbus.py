@@ -358,3 +358,70 @@ class _BusFailedError(Exception):
 
 def _replace_view(view: InverterView, **changes: Any) -> InverterView:
     return dataclasses.replace(view, **changes)
+
+
+def monitor(
+    interface: str,
+    channel: str,
+    dbc_path: str | None,
+    out: Any,
+    *,
+    count: int | None = None,
+    duration_s: float | None = None,
+    bus_options: dict[str, Any] | None = None,
+) -> int:
+    """``twin can-monitor``: print each frame of a bus decoded (like a decoded candump).
+
+    Returns the number of frames printed. The shipped DBCs are used unless ``dbc_path`` names
+    another; a frame no DBC knows is printed raw.
+    """
+    databases: list[Database]
+    if dbc_path:
+        database = cantools.database.load_file(dbc_path, strict=True)
+        assert isinstance(database, Database)
+        databases = [database]
+    else:
+        databases = [load_dbc("inverter.dbc"), load_dbc("twin.dbc")]
+    by_id = {m.frame_id: (db, m) for db in databases for m in db.messages}
+    bus = can.Bus(interface=interface, channel=channel, **(bus_options or {}))
+    printed = 0
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        while count is None or printed < count:
+            timeout = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            if deadline is not None and timeout == 0.0:
+                break
+            message = bus.recv(min(timeout, 0.5))
+            if message is None:
+                continue
+            data = bytes(message.data)
+            line = (
+                f"{message.timestamp:17.6f}  {message.arbitration_id:#05x}  [{len(data)}]  "
+                f"{data.hex(' ')}"
+            )
+            known = by_id.get(message.arbitration_id)
+            if known is not None:
+                _, definition = known
+                try:
+                    decoded = definition.decode(data, decode_choices=True, allow_truncated=True)
+                except (ValueError, KeyError, cantools.database.DecodeError) as exc:
+                    line += f"  {definition.name}: cannot decode ({exc})"
+                else:
+                    assert isinstance(decoded, dict)
+                    units = {s.name: f" {s.unit}" if s.unit else "" for s in definition.signals}
+                    fields = " ".join(
+                        f"{k}={_show(v)}{units.get(k, '')}" for k, v in decoded.items()
+                    )
+                    line += f"  {definition.name}: {fields}"
+            out.write(line + "\n")
+            out.flush()
+            printed += 1
+    finally:
+        bus.shutdown()
+    return printed
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
