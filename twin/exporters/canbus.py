@@ -107,7 +107,8 @@ class _Schedule:
         """Whether ``key`` is due at ``now``; if so, its next due time is set."""
         entry = self._due.get(key)
         if entry is None:
-            self._due[key] = (self.start + cycle_s, cycle_s)
+            # A frame's grid starts when it is first sent (a pack's first state may come late).
+            self._due[key] = (now + cycle_s, cycle_s)
             return True
         next_s, _ = entry
         if now < next_s:
@@ -231,12 +232,24 @@ class CanExporter:
             if s.silent_until_inverter and self.inverter_seen_at is None:
                 await asyncio.sleep(0.05)
                 continue
-            for frame_id, data in self._inverter_frames(now, schedule, spec.min_period_s):
+            for frame_id, data in self.compose(now, schedule, spec.min_period_s):
                 self._send(bus, frame_id, data)
-            if s.native:
-                for frame_id, data in self._native_frames(now, schedule):
-                    self._send(bus, frame_id, data)
             await asyncio.sleep(max(0.0, min(schedule.next_time(), now + 0.05) - time.monotonic()))
+
+    def compose(
+        self, now: float, schedule: _Schedule | None = None, min_period_s: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        """The frames due at ``now`` (every frame when no schedule is given), encoded."""
+        schedule = schedule if schedule is not None else _Schedule(now - 3600.0)
+        frames = self._inverter_frames(now, schedule, min_period_s)
+        if self.settings.native:
+            frames += self._native_frames(now, schedule)
+        return frames
+
+    def send(self, bus: can.BusABC, frames: list[tuple[int, bytes]]) -> None:
+        """Send ``frames`` (counted; failures counted too)."""
+        for frame_id, data in frames:
+            self._send(bus, frame_id, data)
 
     def _send(self, bus: can.BusABC, frame_id: int, data: bytes) -> None:
         message = can.Message(arbitration_id=frame_id, data=data, is_extended_id=False)
