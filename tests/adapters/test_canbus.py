@@ -209,3 +209,42 @@ async def test_the_same_frames_on_socketcan_vcan0() -> None:
     assert isinstance(limits, dict)
     cvl = limits["ChargeVoltageLimit"]
     assert isinstance(cvl, float) and cvl > 0
+
+
+class _FlakyBus(can.BusABC):
+    """A bus whose first ``failures`` sends fail (a full TX queue, a bus-off controller)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[can.Message] = []
+        super().__init__(channel="flaky")
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise can.CanOperationError("transmit buffer full")
+        self.sent.append(msg)
+
+    def _recv_internal(self, timeout: float | None) -> tuple[None, bool]:
+        return None, False
+
+
+async def test_failed_sends_are_counted_and_the_next_cycle_sends_again() -> None:
+    hub, _ = _hub()
+    exporter = CanExporter(hub, CanSettings(native=False), {"pack1": 0})
+    bus = _FlakyBus(failures=3)
+    frames = exporter.compose(time.monotonic())
+    exporter.send(bus, frames)
+    assert exporter.send_errors == 3 and exporter.frames_sent == len(frames) - 3
+    exporter.send(bus, frames)  # the next cycle: all go
+    assert exporter.frames_sent == 2 * len(frames) - 3
+
+
+async def test_a_bus_that_keeps_failing_is_given_up_for_a_reopen() -> None:
+    hub, _ = _hub()
+    exporter = CanExporter(hub, CanSettings(native=False), {"pack1": 0})
+    bus = _FlakyBus(failures=1000)
+    frames = exporter.compose(time.monotonic()) * 4
+    with pytest.raises(Exception, match="sends in a row failed"):
+        exporter.send(bus, frames)
+    assert exporter.send_errors == 20
