@@ -48,6 +48,11 @@ save_interval_s = 3600
 
 [modbus]
 port = {port}
+
+# The Modbus server is what is measured here; CAN has its own benchmark (bench_can.py, which
+# runs under this benchmark's load).
+[can]
+enabled = false
 """
 
 

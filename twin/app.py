@@ -25,10 +25,10 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
@@ -556,7 +556,7 @@ class Service:
                     group.create_task(pack.run_watchdog(self.hub), name=f"watch:{pack.pack_id}")
                 group.create_task(self._save_periodically(), name="store")
                 for name, exporter in exporters.items():
-                    group.create_task(exporter.run(), name=name)
+                    group.create_task(_supervised(name, exporter.run), name=name)
                 if status is not None:
                     group.create_task(status.run(), name="status")
                 group.create_task(self._stop_on_request(), name="stop")
@@ -597,6 +597,28 @@ class Service:
                     await self._save_soon.wait()
             self._save_soon.clear()
             await self.save()
+
+
+async def _supervised(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run an exporter for ever: an error it did not expect is logged and it starts again.
+
+    An exporter handles its own transport failures; this is the net under it, so that a bug
+    in one exporter never stops the twin or the others.
+    """
+    backoff_s = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception(
+                "%s: stopped by an unexpected error; restarting in %.0f s", name, backoff_s
+            )
+        if time.monotonic() - started > 60.0:
+            backoff_s = 1.0
+        await asyncio.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, 60.0)
 
 
 async def serve(config: TwinConfig, options: RunOptions) -> int:

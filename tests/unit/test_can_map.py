@@ -160,3 +160,14 @@ def test_a_stale_fleet_sends_fail_safe_limits_and_the_communication_alarm() -> N
 
 def test_no_view_before_any_pack_has_a_state() -> None:
     assert inverter_view(fleet_view({}, ("pack1",)), {}) is None
+
+
+def test_a_value_the_frame_cannot_carry_is_not_available_not_a_crash() -> None:
+    # A 255-cell pack: 833 V does not fit 0x356's 0.01 V field (at most 327.67 V).
+    problems: list[str] = []
+    values = inverter_values(_view(voltage_v=833.59, cvl_v=879.0, dvl_v=765.0), Profile.SMA)
+    frames = dict(encode_frames(INVERTER, values, Profile.SMA, SOLARK, problems))
+    assert frames[0x356][:2] == bytes([0x00, 0x80])  # SMA "invalid", not a wrapped value
+    assert problems == ["BatteryMeasurements.BatteryVoltage = 833.59"]
+    decoded = INVERTER.decode_message(0x351, frames[0x351])
+    assert isinstance(decoded, dict) and decoded["ChargeVoltageLimit"] == pytest.approx(879.0)

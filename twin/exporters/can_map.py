@@ -18,6 +18,7 @@ DBC (strict: a value the frame cannot carry is an error, not a silent wrap).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -382,12 +383,15 @@ def encode_frames(
     values: Mapping[int, Mapping[str, float | None]],
     profile: Profile,
     solark: Database | None = None,
+    out_of_range: list[str] | None = None,
 ) -> list[tuple[int, bytes]]:
     """(frame id, data) of each frame, strict; "not available" per the profile.
 
     A field without a value is 0 (pylon, victron, solark: their convention for unused bytes)
     or the SMA "invalid" value (0x8000 signed, 0xFFFF unsigned), which makes a Sunny Island
-    keep its own default instead of taking a fake 0.
+    keep its own default instead of taking a fake 0. A value the field cannot carry (a 255-cell
+    pack's voltage in the LV family's 0.01 V field) is sent as "not available" too, and its
+    name is added to ``out_of_range``.
     """
     spec = PROFILES[profile]
     out: list[tuple[int, bytes]] = []
@@ -395,6 +399,16 @@ def encode_frames(
         db = solark if (spec.voltage_tenths and frame_id == 0x356 and solark) else database
         message = db.get_message_by_frame_id(frame_id)
         known = {name: value for name, value in signals.items() if value is not None}
+        for signal in message.signals:
+            value = known.get(signal.name)
+            if value is None:
+                continue
+            lo = signal.minimum if signal.minimum is not None else -math.inf
+            hi = signal.maximum if signal.maximum is not None else math.inf
+            if not lo <= value <= hi:
+                del known[signal.name]
+                if out_of_range is not None:
+                    out_of_range.append(f"{message.name}.{signal.name} = {value:g}")
         raw_invalid: dict[str, int] = {}
         for signal in message.signals:
             if signal.name in known:
@@ -535,17 +549,18 @@ def encode_native(
     # Every signal named in ``values`` (a multiplexed frame names its own branch only); the
     # unknown ones are encoded as their minimum, then overwritten with all ones.
     encodable: dict[str, float] = {}
+    unknown_names = {name for name, value in values.items() if value is None}
     for signal in message.signals:
         if signal.name in values:
             value = values[signal.name]
             lo = signal.minimum if signal.minimum is not None else 0.0
+            hi = signal.maximum if signal.maximum is not None else math.inf
+            if value is not None and not lo <= value <= hi:
+                value = None  # does not fit the field: "not available", never a wrapped value
+                unknown_names.add(signal.name)
             encodable[signal.name] = value if value is not None else max(lo, 0.0)
     data = message.encode(encodable, strict=True)
-    unknown = {
-        s.name: (1 << s.length) - 1
-        for s in message.signals
-        if s.name in values and values[s.name] is None
-    }
+    unknown = {s.name: (1 << s.length) - 1 for s in message.signals if s.name in unknown_names}
     if unknown:
         data = _overlay_raw(message, data, unknown)
     return frame_id, bytes(data)

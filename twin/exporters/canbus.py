@@ -150,6 +150,7 @@ class CanExporter:
         self._cell_next: dict[str, int] = {}
         self._failures = 0
         self._started = time.monotonic()
+        self._warned: set[str] = set()
 
     def status(self) -> str:
         """For the status line."""
@@ -304,9 +305,23 @@ class CanExporter:
         if view is None:
             return []  # no pack has a state yet: say nothing rather than something made up
         values = inverter_values(view, s.profile, s.manufacturer)
+        out_of_range: list[str] = []
         frames = encode_frames(
-            self.inverter_db, {fid: values[fid] for fid in due}, s.profile, self.solark_db
+            self.inverter_db,
+            {fid: values[fid] for fid in due},
+            s.profile,
+            self.solark_db,
+            out_of_range,
         )
+        for problem in out_of_range:
+            if problem.split(" = ")[0] not in self._warned:
+                self._warned.add(problem.split(" = ")[0])
+                log.warning(
+                    "can: %s does not fit the %s frame: sent as not available "
+                    "(the 0x35x family is for packs up to 327 V)",
+                    problem,
+                    s.profile.value,
+                )
         if s.dlc_policy == "8":
             frames = [(fid, data.ljust(8, b"\0")) for fid, data in frames]
         elif s.dlc_policy == "dbc":
