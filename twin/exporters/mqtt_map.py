@@ -1,0 +1,327 @@
+"""What the MQTT exporter publishes, as data: pure, no aiomqtt.
+
+Per pack and for the fleet, under ``<prefix>/<unit>/`` (default ``twin/pack1/``, ``twin/fleet/``):
+
+- ``state``: one retained JSON object of every value, units in the key names
+  (``pack_voltage_v``, ``soc_pct``, ...), with ``stale`` and ``data_age_s`` so a consumer sees
+  stale data instead of a silent freeze; values not available are ``null``, never 0;
+- one retained topic per value (``<prefix>/<unit>/<key>``), and per cell
+  (``<prefix>/<unit>/cell/<n>/voltage_v``, ``temp_c``, ``balancing``);
+- Home Assistant discovery configs (``homeassistant/<component>/<object id>/config``).
+
+``changed`` decides what to publish again: a value that moved by more than its deadband, or
+anything at least every ``refresh_s`` (the exporter's choice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twin.model.energy import EnergyCounters
+from twin.model.limits import LimitFlag
+from twin.model.status import StatusFlag
+from twin.protocol.shadow import FleetView, TwinState
+
+JsonValue = str | int | float | bool | None
+
+
+def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
+    """The JSON state of one pack (``None`` before its first snapshot: only ``stale``)."""
+    if state is None:
+        return {"stale": True, "comm_error": True}
+    logic = state.logic
+    fresh = logic is not None and not state.stale
+    inputs = logic.inputs if logic is not None and fresh else None
+    warnings = logic.warnings if logic is not None else StatusFlag.E
+    limits = state.limits
+    age = state.data_age_s
+    values: dict[str, JsonValue] = {
+        "stale": state.stale,
+        "comm_error": state.comm_error,
+        "data_age_s": None if age is None else round(age, 1),
+        "frames_received": state.frames_received,
+        "divergent": state.divergent,
+        "charge_reported": state.reported_charge,
+        "discharge_reported": state.reported_discharge,
+        "charge_twin": state.twin_charge,
+        "discharge_twin": state.twin_discharge,
+        "charge_effective": state.effective_charge,
+        "discharge_effective": state.effective_discharge,
+        "warning_e": bool(warnings & StatusFlag.E) or state.stale,
+        "warning_vl": bool(warnings & StatusFlag.VL),
+        "warning_vh": bool(warnings & StatusFlag.VH),
+        "warning_tl": bool(warnings & StatusFlag.TL),
+        "warning_th": bool(warnings & StatusFlag.TH),
+        "cell_count": state.settings.cell_count,
+        "capacity_wh": state.settings.capacity_wh,
+        "soc_pct": None if logic is None else round(logic.soc_pct, 2),
+        "soc_calibrated": None if logic is None else logic.soc_calibrated,
+        "stored_energy_wh": None if logic is None else round(logic.stored_energy_wh, 1),
+        **_energy(logic.energy if logic is not None else None),
+        "alarms": None if limits is None else _flag_names(limits.alarms),
+        "early_warnings": None if limits is None else _flag_names(limits.warnings),
+        "charge_voltage_limit_v": None if limits is None else round(limits.charge_voltage_v, 3),
+        "charge_current_limit_a": None if limits is None else round(limits.charge_current_a, 2),
+        "discharge_current_limit_a": (
+            None if limits is None else round(limits.discharge_current_a, 2)
+        ),
+        "discharge_voltage_limit_v": (
+            None if limits is None else round(limits.discharge_voltage_v, 3)
+        ),
+    }
+    current = None if inputs is None else inputs.measured_battery_current_a
+    values.update(
+        {
+            "pack_voltage_v": None if inputs is None else round(inputs.pack_voltage_v, 3),
+            "battery_current_a": None if current is None else round(current, 3),
+            "current1_a": None
+            if inputs is None or inputs.current1_a is None
+            else round(inputs.current1_a, 3),
+            "current2_a": None
+            if inputs is None or inputs.current2_a is None
+            else round(inputs.current2_a, 3),
+            "battery_power_w": (
+                None
+                if inputs is None or current is None
+                else round(inputs.pack_voltage_v * current, 1)
+            ),
+            "min_cell_voltage_v": None if inputs is None else inputs.min_cell_voltage_v,
+            "min_cell": None if inputs is None else inputs.min_cell_index,
+            "max_cell_voltage_v": None if inputs is None else inputs.max_cell_voltage_v,
+            "max_cell": None if inputs is None else inputs.max_cell_index,
+            "min_temp_c": None if inputs is None else inputs.min_temp_c,
+            "min_temp_cell": None if inputs is None else inputs.min_temp_index,
+            "max_temp_c": None if inputs is None else inputs.max_temp_c,
+            "max_temp_cell": None if inputs is None else inputs.max_temp_index,
+        }
+    )
+    return values
+
+
+def fleet_state(view: FleetView) -> dict[str, JsonValue]:
+    """The JSON state of the fleet aggregate."""
+    fleet = view.state
+    values: dict[str, JsonValue] = {
+        "stale": view.stale,
+        "complete": view.complete,
+        "charge_effective": view.effective_charge,
+        "discharge_effective": view.effective_discharge,
+    }
+    if fleet is None:
+        return values
+    fresh = not view.stale
+    limits = fleet.limits
+    values.update(
+        {
+            "pack_count": len(fleet.pack_ids),
+            "charge_twin": fleet.charge_allowed,
+            "discharge_twin": fleet.discharge_allowed,
+            "soc_pct": round(fleet.soc_pct, 2),
+            "stored_energy_wh": round(fleet.stored_energy_wh, 1),
+            "capacity_wh": fleet.capacity_wh,
+            "pack_voltage_v": round(fleet.pack_voltage_v, 3) if fresh else None,
+            "battery_current_a": (
+                round(fleet.battery_current_a, 3)
+                if fresh and fleet.battery_current_a is not None
+                else None
+            ),
+            "battery_power_w": (
+                round(fleet.battery_power_w, 1)
+                if fresh and fleet.battery_power_w is not None
+                else None
+            ),
+            "harvested_total_wh": round(fleet.energy.harvested_total_wh, 1),
+            "consumed_total_wh": round(fleet.energy.consumed_total_wh, 1),
+            "alarms": _flag_names(limits.alarms),
+            "charge_voltage_limit_v": round(limits.charge_voltage_v, 3),
+            "charge_current_limit_a": round(limits.charge_current_a, 2),
+            "discharge_current_limit_a": round(limits.discharge_current_a, 2),
+        }
+    )
+    return values
+
+
+def cell_values(state: TwinState | None) -> list[dict[str, JsonValue]]:
+    """Per cell: voltage, temperature, balancing (None while stale or never reported)."""
+    if state is None:
+        return []
+    fresh = not state.stale
+    return [
+        {
+            "voltage_v": cell.voltage_v if fresh else None,
+            "temp_c": cell.temp_c if fresh else None,
+            "balancing": cell.balancing if fresh else None,
+        }
+        for cell in state.observation.cells
+    ]
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _energy(energy: EnergyCounters | None) -> dict[str, JsonValue]:
+    names = ("harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh")
+    if energy is None:
+        return dict.fromkeys(names)
+    return {name: round(getattr(energy, name), 1) for name in names}
+
+
+def _flag_names(flags: LimitFlag) -> str:
+    """Alarm names, comma separated ("" when none): readable in any MQTT client."""
+    return ",".join(f.name.lower() for f in LimitFlag if f.value and flags & f and f.name)
+
+
+#: Deadbands of analog values (published again only when they move by more, or on refresh).
+DEADBANDS: dict[str, float] = {
+    "pack_voltage_v": 0.01,
+    "battery_current_a": 0.1,
+    "current1_a": 0.1,
+    "current2_a": 0.1,
+    "battery_power_w": 5.0,
+    "soc_pct": 0.1,
+    "stored_energy_wh": 10.0,
+    "data_age_s": 5.0,
+    "min_cell_voltage_v": 0.005,
+    "max_cell_voltage_v": 0.005,
+    "min_temp_c": 0.5,
+    "max_temp_c": 0.5,
+    "voltage_v": 0.005,
+    "temp_c": 0.5,
+}
+
+
+def changed(old: JsonValue, new: JsonValue, key: str) -> bool:
+    """Whether ``new`` is worth publishing after ``old`` (deadbands for analog values)."""
+    if isinstance(old, bool) or isinstance(new, bool) or old is None or new is None:
+        return old != new
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return abs(new - old) > DEADBANDS.get(key, 0.0)
+    return old != new
+
+
+# ---- Home Assistant discovery ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One Home Assistant entity over a key of the state JSON."""
+
+    key: str
+    name: str
+    component: str = "sensor"
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    pack_only: bool = False
+
+
+def _sensor(
+    key: str, name: str, device_class: str, unit: str, *, total: bool = False, pack: bool = False
+) -> Entity:
+    state_class = "total_increasing" if total else "measurement"
+    return Entity(key, name, "sensor", device_class, unit, state_class, pack)
+
+
+def _flag(key: str, name: str, device_class: str, *, pack: bool = False) -> Entity:
+    return Entity(key, name, "binary_sensor", device_class, pack_only=pack)
+
+
+ENTITIES: tuple[Entity, ...] = (
+    _sensor("pack_voltage_v", "Voltage", "voltage", "V"),
+    _sensor("battery_current_a", "Current", "current", "A"),
+    _sensor("battery_power_w", "Power", "power", "W"),
+    _sensor("soc_pct", "State of charge", "battery", "%"),
+    _sensor("stored_energy_wh", "Stored energy", "energy_storage", "Wh"),
+    _sensor("harvested_total_wh", "Energy in", "energy", "Wh", total=True),
+    _sensor("consumed_total_wh", "Energy out", "energy", "Wh", total=True),
+    _sensor("min_cell_voltage_v", "Lowest cell", "voltage", "V", pack=True),
+    _sensor("max_cell_voltage_v", "Highest cell", "voltage", "V", pack=True),
+    _sensor("min_temp_c", "Lowest temperature", "temperature", "°C", pack=True),
+    _sensor("max_temp_c", "Highest temperature", "temperature", "°C", pack=True),
+    _sensor("charge_current_limit_a", "Charge current limit", "current", "A"),
+    _sensor("discharge_current_limit_a", "Discharge current limit", "current", "A"),
+    _sensor("charge_voltage_limit_v", "Charge voltage limit", "voltage", "V"),
+    _flag("charge_effective", "Charge allowed", "power"),
+    _flag("discharge_effective", "Discharge allowed", "power"),
+    _flag("warning_e", "Communication error", "problem", pack=True),
+    _flag("warning_vl", "Cell voltage low", "problem", pack=True),
+    _flag("warning_vh", "Cell voltage high", "problem", pack=True),
+    _flag("warning_tl", "Temperature low", "cold", pack=True),
+    _flag("warning_th", "Temperature high", "heat", pack=True),
+    _flag("stale", "Data stale", "problem"),
+)
+
+
+def discovery_configs(
+    unit: str,
+    base_topic: str,
+    availability_topic: str,
+    *,
+    ha_prefix: str = "homeassistant",
+    fleet: bool = False,
+    cells: int = 0,
+    version: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery: topic -> config for each entity of one unit (pack or fleet)."""
+    device = {
+        "identifiers": [f"twin_{unit}"],
+        "name": f"123SmartBMS twin {unit}",
+        "manufacturer": "twin",
+        "model": "fleet aggregate" if fleet else "123\\SmartBMS digital twin",
+        "sw_version": version,
+    }
+    configs: dict[str, dict[str, Any]] = {}
+    for entity in ENTITIES:
+        if fleet and entity.pack_only:
+            continue
+        object_id = f"twin_{unit}_{entity.key}"
+        config: dict[str, Any] = {
+            "name": entity.name,
+            "unique_id": object_id,
+            "object_id": object_id,
+            "state_topic": f"{base_topic}/state",
+            "value_template": _template(entity),
+            "availability_topic": availability_topic,
+            "device": device,
+        }
+        if entity.component == "binary_sensor":
+            config["payload_on"] = "ON"
+            config["payload_off"] = "OFF"
+        if entity.device_class:
+            config["device_class"] = entity.device_class
+        if entity.unit:
+            config["unit_of_measurement"] = entity.unit
+        if entity.state_class:
+            config["state_class"] = entity.state_class
+        configs[f"{ha_prefix}/{entity.component}/{object_id}/config"] = config
+    for n in range(1, cells + 1):
+        object_id = f"twin_{unit}_cell_{n}_voltage"
+        configs[f"{ha_prefix}/sensor/{object_id}/config"] = {
+            "name": f"Cell {n} voltage",
+            "unique_id": object_id,
+            "object_id": object_id,
+            "state_topic": f"{base_topic}/cell/{n}/voltage_v",
+            "availability_topic": availability_topic,
+            "device_class": "voltage",
+            "unit_of_measurement": "V",
+            "state_class": "measurement",
+            "device": device,
+            "enabled_by_default": False,
+        }
+    return configs
+
+
+def _template(entity: Entity) -> str:
+    key = entity.key
+    if entity.component == "binary_sensor":
+        return f"{{{{ 'ON' if value_json.{key} else 'OFF' }}}}"
+    # null (not available) becomes HA's "unknown" rather than a fake 0.
+    return f"{{{{ value_json.{key} if value_json.{key} is not none else 'unknown' }}}}"
+
+
+def removal_topics(configs: Mapping[str, Any]) -> list[str]:
+    """The topics to clear (an empty retained payload) when a unit leaves the configuration."""
+    return sorted(configs)
