@@ -468,7 +468,7 @@ def native_values(state: TwinState) -> dict[str, dict[str, float | None]]:
     obs = state.observation
     inputs = None if logic is None or state.stale else logic.inputs
     limits = state.limits
-    warnings = logic.warnings if logic is not None else StatusFlag.E
+    warnings = state.warnings
     bits = {
         "ChargeReported": state.reported_charge,
         "DischargeReported": state.reported_discharge,
@@ -476,7 +476,7 @@ def native_values(state: TwinState) -> dict[str, dict[str, float | None]]:
         "DischargeTwin": state.twin_discharge,
         "ChargeEffective": state.effective_charge,
         "DischargeEffective": state.effective_discharge,
-        "WarningE": bool(warnings & StatusFlag.E) or state.stale,
+        "WarningE": bool(warnings & StatusFlag.E),
         "WarningVl": bool(warnings & StatusFlag.VL),
         "WarningVh": bool(warnings & StatusFlag.VH),
         "WarningTl": bool(warnings & StatusFlag.TL),

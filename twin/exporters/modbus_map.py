@@ -646,9 +646,7 @@ def pack_values(
     values.update(relay)
     values["relay_bits"] = sum(1 << i for i, on in enumerate(relay.values()) if on)
     logic = state.logic
-    warnings = logic.warnings if logic is not None else StatusFlag.E
-    if state.stale:
-        warnings |= StatusFlag.E
+    warnings = state.warnings
     values.update(_warning_values(warnings))
     values["warning_bits"] |= (1 << 8 if state.divergent else 0) | (1 << 9 if state.stale else 0)
     limits = state.limits

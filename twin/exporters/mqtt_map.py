@@ -34,7 +34,7 @@ def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
     logic = state.logic
     fresh = logic is not None and not state.stale
     inputs = logic.inputs if logic is not None and fresh else None
-    warnings = logic.warnings if logic is not None else StatusFlag.E
+    warnings = state.warnings
     limits = state.limits
     age = state.data_age_s
     values: dict[str, JsonValue] = {
@@ -49,7 +49,7 @@ def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
         "discharge_twin": state.twin_discharge,
         "charge_effective": state.effective_charge,
         "discharge_effective": state.effective_discharge,
-        "warning_e": bool(warnings & StatusFlag.E) or state.stale,
+        "warning_e": bool(warnings & StatusFlag.E),
         "warning_vl": bool(warnings & StatusFlag.VL),
         "warning_vh": bool(warnings & StatusFlag.VH),
         "warning_tl": bool(warnings & StatusFlag.TL),

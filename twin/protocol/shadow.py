@@ -23,6 +23,7 @@ from twin.model.limits import InverterLimits, LimitFlag, LimitSettings
 from twin.model.logic import BmsLogic, LogicState, PackState
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
+from twin.model.status import StatusFlag
 from twin.protocol.assembly import AssemblySettings, FrameAssembler, Observation
 from twin.protocol.frame import DEFAULT_FORMAT, FrameFormat
 from twin.protocol.stream import FrameReceived, Rejected, StreamDecoder
@@ -73,6 +74,16 @@ class TwinState:
     def effective_discharge(self) -> bool:
         """Discharging may go on: the twin and the BMS both allow it, and the data is fresh."""
         return not self.stale and self.twin_discharge and self.reported_discharge is not False
+
+    @property
+    def warnings(self) -> StatusFlag:
+        """The app's warning lights as every exporter shows them.
+
+        E while stale or before the first frame, else the twin's own warnings.
+        """
+        if self.logic is None:
+            return StatusFlag.E
+        return self.logic.warnings | StatusFlag.E if self.stale else self.logic.warnings
 
     @property
     def data_age_s(self) -> float | None:
