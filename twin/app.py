@@ -32,10 +32,12 @@ from typing import Any, Protocol, TextIO
 
 from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
+from twin.emulator.faults import FaultPanel
 from twin.emulator.simulation import World
 from twin.errors import SourceError
 from twin.exporters.canbus import CanExporter
 from twin.exporters.modbus import ModbusExporter
+from twin.exporters.mqtt import MqttExporter
 from twin.model.logic import LogicState
 from twin.model.pin import PinGuard
 from twin.model.settings import BmsSettings, with_settings, writable_values
@@ -162,7 +164,9 @@ class PackRuntime:
         self.timeline = timeline
         self.local_day = local_day
         self.world = world
-        """The emulated pack behind an emulator source (faults are injected here)."""
+        """The emulated pack behind an emulator source."""
+        self.faults = FaultPanel(world) if world is not None else None
+        """Faults injected into the emulated pack from outside (MQTT)."""
         settings = restored_settings(config, memory)
         state = LogicState(
             soc=memory.soc if memory is not None else None,
@@ -210,6 +214,16 @@ class PackRuntime:
         if self.world is not None:
             self.world.chain.update_settings(settings)
         return settings
+
+    def clear_counters(self) -> None:
+        """The app's "clear energy counters", on the twin and on an emulated BMS alike."""
+        self.shadow.logic.clear_counters()
+        if self.world is not None:
+            self.world.chain.logic.clear_counters()
+
+    def source_now(self) -> float:
+        """The source's clock now."""
+        return self.timeline.now(asyncio.get_running_loop().time())
 
     async def run_source(self, hub: StateHub) -> None:
         """Feed the shadow from the source for ever, restarting a source that fails or ends."""
@@ -514,6 +528,41 @@ class Service:
             raise ValueError(str(exc).strip("'")) from exc
         self._save_soon.set()
 
+    def clear_counters(self, pack_id: str) -> None:
+        """The pack's energy totals to zero (twin and emulated BMS); saved soon."""
+        self._pack(pack_id).clear_counters()
+        self._save_soon.set()
+
+    def emulated(self, pack_id: str) -> bool:
+        """The pack is an emulated chain."""
+        return self._pack(pack_id).faults is not None
+
+    def _panel(self, pack_id: str) -> FaultPanel:
+        panel = self._pack(pack_id).faults
+        if panel is None:
+            raise ValueError(f"{pack_id} is not an emulated pack")
+        return panel
+
+    def inject_fault(
+        self, pack_id: str, name: str, params: Mapping[str, object]
+    ) -> dict[str, object]:
+        """Inject an emulator fault into the pack (``ValueError`` names a bad parameter)."""
+        values = self._panel(pack_id).inject(name, params, self._pack(pack_id).source_now())
+        log.warning("%s: emulator fault %s injected %s", pack_id, name, values)
+        return values
+
+    def clear_fault(self, pack_id: str, name: str, params: Mapping[str, object]) -> list[str]:
+        """Clear an emulator fault of the pack."""
+        cleared = self._panel(pack_id).clear(name, params)
+        if cleared:
+            log.warning("%s: emulator fault %s cleared", pack_id, ", ".join(cleared))
+        return cleared
+
+    def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
+        """The emulator faults in effect in the pack."""
+        panel = self._pack(pack_id).faults
+        return {} if panel is None else panel.active()
+
     def memories(self) -> dict[str, PackMemory]:
         """What the store keeps, for every pack."""
         return {pack.pack_id: pack.memory() for pack in self.packs}
@@ -569,8 +618,8 @@ class Service:
         await self.stopping.wait()
         raise _StopRequestedError
 
-    def _exporters(self) -> dict[str, ModbusExporter | CanExporter]:
-        exporters: dict[str, ModbusExporter | CanExporter] = {}
+    def _exporters(self) -> dict[str, ModbusExporter | CanExporter | MqttExporter]:
+        exporters: dict[str, ModbusExporter | CanExporter | MqttExporter] = {}
         modbus = self.config.modbus
         if modbus is not None:
             exporters["modbus"] = ModbusExporter(
@@ -585,6 +634,15 @@ class Service:
         if can is not None:
             exporters["can"] = CanExporter(
                 self.hub, can, {p.pack_id: i for i, p in enumerate(self.packs)}
+            )
+        mqtt = self.config.mqtt
+        if mqtt is not None:
+            exporters["mqtt"] = MqttExporter(
+                self.hub,
+                self,
+                mqtt,
+                {p.pack_id: p.shadow.settings.cell_count for p in self.packs},
+                version=__version__,
             )
         return exporters
 

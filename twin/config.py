@@ -60,6 +60,7 @@ from twin.exporters.modbus_map import (
     SunSpecModel,
     unit_layout,
 )
+from twin.exporters.mqtt_map import FLEET_UNIT, MqttSettings
 from twin.model.limits import LimitSettings
 from twin.model.pack import CellOverride, PackSpec, Spread
 from twin.model.plant import ChargerSpec, InverterSpec, LoadSpec, PlantSpec, SolarSpec
@@ -249,6 +250,39 @@ class CanModel(_Model):
         return value
 
 
+#: An MQTT topic level: no wildcards, no empty level, no leading or trailing "/".
+_TOPIC = r"^[^#+/\s]+(/[^#+/\s]+)*$"
+
+
+class MqttModel(_Model):
+    """``[mqtt]``: the MQTT exporter (present = enabled, unless ``enabled = false``)."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = Field(default=None, min_length=1)
+    cert_file: str | None = Field(default=None, min_length=1)
+    key_file: str | None = Field(default=None, min_length=1)
+    tls_insecure: bool = False
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
+    prefix: str = Field(default="twin", pattern=_TOPIC, max_length=128)
+    refresh_s: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    cells: bool = True
+    ha_discovery: bool = True
+    ha_prefix: str = Field(default="homeassistant", pattern=_TOPIC, max_length=128)
+    ha_cells: bool = False
+    commands: bool = True
+    emulator_faults: bool = True
+    reconnect_min_s: float = Field(default=1.0, gt=0.0, le=3600.0)
+    reconnect_max_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+
+
 class ConfigModel(_Model):
     """The whole file."""
 
@@ -256,6 +290,7 @@ class ConfigModel(_Model):
     store: StoreModel = Field(default_factory=StoreModel)
     modbus: ModbusModel = Field(default_factory=ModbusModel)
     can: CanModel = Field(default_factory=CanModel)
+    mqtt: MqttModel | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +365,8 @@ class TwinConfig:
     """None: no Modbus server."""
     can: CanSettings | None = field(default_factory=CanSettings)
     """None: no CAN exporter."""
+    mqtt: MqttSettings | None = None
+    """None: no MQTT exporter (the default: it needs a broker)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +443,66 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
         store=StoreConfig(store_path, model.store.save_interval_s),
         modbus=_modbus(model.modbus, [p.pack_id for p in packs], source),
         can=_can(model.can, len(packs), source),
+        mqtt=_mqtt(model.mqtt, [p.pack_id for p in packs], source, base_dir or Path.cwd()),
+    )
+
+
+def _mqtt(
+    model: MqttModel | None, pack_ids: list[str], source: str, base_dir: Path
+) -> MqttSettings | None:
+    if model is None or not model.enabled:
+        return None
+    if FLEET_UNIT in pack_ids:
+        raise ConfigError(
+            f"{source}: pack id {FLEET_UNIT!r}: MQTT publishes the fleet aggregate under that "
+            "name; give the pack another id"
+        )
+    if model.reconnect_max_s < model.reconnect_min_s:
+        raise ConfigError(
+            f"{source}: mqtt.reconnect_max_s: {model.reconnect_max_s:g} is below "
+            f"reconnect_min_s ({model.reconnect_min_s:g})"
+        )
+    if model.password is not None and model.username is None:
+        raise ConfigError(f"{source}: mqtt.password: given without a username")
+    files: dict[str, str | None] = {}
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(model, name)
+        if value is not None and not model.tls:
+            raise ConfigError(f"{source}: mqtt.{name}: given, but tls is false")
+        if value is not None:
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                path = base_dir / path
+            if not path.is_file():
+                raise ConfigError(f"{source}: mqtt.{name}: {path} is not a readable file")
+            value = str(path)
+        files[name] = value
+    if files["key_file"] is not None and files["cert_file"] is None:
+        raise ConfigError(f"{source}: mqtt.key_file: given without cert_file")
+    return MqttSettings(
+        host=model.host,
+        port=model.port,
+        client_id=model.client_id,
+        username=model.username,
+        password=model.password,
+        tls=model.tls,
+        ca_file=files["ca_file"],
+        cert_file=files["cert_file"],
+        key_file=files["key_file"],
+        tls_insecure=model.tls_insecure,
+        qos=model.qos,
+        keepalive_s=model.keepalive_s,
+        timeout_s=model.timeout_s,
+        prefix=model.prefix,
+        refresh_s=model.refresh_s,
+        cells=model.cells,
+        ha_discovery=model.ha_discovery,
+        ha_prefix=model.ha_prefix,
+        ha_cells=model.ha_cells,
+        commands=model.commands,
+        emulator_faults=model.emulator_faults,
+        reconnect_min_s=model.reconnect_min_s,
+        reconnect_max_s=model.reconnect_max_s,
     )
 
 

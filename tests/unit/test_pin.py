@@ -59,3 +59,23 @@ def test_a_right_pin_clears_the_failures() -> None:
 def test_a_pin_is_four_to_eight_digits(pin: str) -> None:
     with pytest.raises(ValueError, match=r"4\.\.8 digits"):
         PinGuard(pin)
+
+
+def test_a_command_with_its_own_pin_opens_no_unlock_window() -> None:
+    guard = PinGuard("4321")
+    assert guard.authorize(guard.matches("4321"), 10.0) is PinResult.UNLOCKED
+    assert guard.state(10.0) is LockState.LOCKED  # Modbus writes stay locked
+
+
+def test_wrong_pins_of_commands_and_unlocks_add_up_to_one_lockout() -> None:
+    guard = PinGuard("4321")
+    results = [
+        guard.authorize(False, 1.0),
+        guard.attempt(False, 2.0),
+        guard.authorize(False, 3.0),
+        guard.attempt(False, 4.0),
+        guard.authorize(False, 5.0),
+    ]
+    assert results == [PinResult.WRONG] * 4 + [PinResult.LOCKED_OUT]
+    assert guard.authorize(True, 6.0) is PinResult.LOCKED_OUT
+    assert guard.attempt(True, 6.0) is PinResult.LOCKED_OUT

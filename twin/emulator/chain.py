@@ -154,6 +154,14 @@ class EmulatedChain:
         self.dead_sensors[board] = fault
         self._temps_source = None
 
+    def revive_temperature_sensor(self, board: int | None = None) -> None:
+        """Board ``board``'s temperature sensor is replaced (None: every dead one)."""
+        if board is None:
+            self.dead_sensors.clear()
+        else:
+            self.dead_sensors.pop(board, None)
+        self._temps_source = None
+
     def update_settings(self, settings: BmsSettings) -> None:
         """New settings from the app (the End board uses them from the next cycle)."""
         if settings.cell_count != self.pack.cell_count:

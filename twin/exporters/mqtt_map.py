@@ -15,6 +15,7 @@ anything at least every ``refresh_s`` (the exporter's choice).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,56 @@ from twin.model.status import StatusFlag
 from twin.protocol.shadow import FleetView, TwinState
 
 JsonValue = str | int | float | bool | None
+
+#: The unit name of the fleet aggregate in topics (``twin/fleet/state``); no pack may use it.
+FLEET_UNIT = "fleet"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """``[mqtt]``: the broker, the topics and what is published (see example.toml)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str | None = None
+    """None: ``twin-<prefix>`` (two twins on one broker need two prefixes anyway)."""
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    """None with TLS: the system's trusted CAs."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    """Skip the broker's certificate and host name checks (a test broker only)."""
+    qos: int = 1
+    keepalive_s: int = 30
+    timeout_s: float = 10.0
+    """How long a connect or an acknowledged publish may take before the link counts as lost."""
+    prefix: str = "twin"
+    refresh_s: float = 60.0
+    """Everything is published again at least this often (besides on change)."""
+    cells: bool = True
+    """Per-cell topics (voltage, temperature, balancing)."""
+    ha_discovery: bool = True
+    ha_prefix: str = "homeassistant"
+    ha_cells: bool = False
+    """Home Assistant sensors for each cell voltage (created disabled)."""
+    commands: bool = True
+    """Settings and counter commands (with the pack's PIN)."""
+    emulator_faults: bool = True
+    """Fault injection into emulated packs (no PIN: an emulated pack has no hardware)."""
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+
+    @property
+    def status_topic(self) -> str:
+        """``online`` / ``offline`` (the last will), retained."""
+        return f"{self.prefix}/status"
+
+    def base(self, unit: str) -> str:
+        """The topics of one pack or the fleet start with this."""
+        return f"{self.prefix}/{unit}"
 
 
 def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
@@ -266,8 +317,9 @@ def discovery_configs(
     version: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Home Assistant discovery: topic -> config for each entity of one unit (pack or fleet)."""
+    node = object_prefix(base_topic)
     device = {
-        "identifiers": [f"twin_{unit}"],
+        "identifiers": [node],
         "name": f"123SmartBMS twin {unit}",
         "manufacturer": "twin",
         "model": "fleet aggregate" if fleet else "123\\SmartBMS digital twin",
@@ -277,7 +329,7 @@ def discovery_configs(
     for entity in ENTITIES:
         if fleet and entity.pack_only:
             continue
-        object_id = f"twin_{unit}_{entity.key}"
+        object_id = f"{node}_{entity.key}"
         config: dict[str, Any] = {
             "name": entity.name,
             "unique_id": object_id,
@@ -298,7 +350,7 @@ def discovery_configs(
             config["state_class"] = entity.state_class
         configs[f"{ha_prefix}/{entity.component}/{object_id}/config"] = config
     for n in range(1, cells + 1):
-        object_id = f"twin_{unit}_cell_{n}_voltage"
+        object_id = f"{node}_cell_{n}_voltage"
         configs[f"{ha_prefix}/sensor/{object_id}/config"] = {
             "name": f"Cell {n} voltage",
             "unique_id": object_id,
@@ -314,6 +366,14 @@ def discovery_configs(
     return configs
 
 
+def object_prefix(base_topic: str) -> str:
+    """Home Assistant ids of a unit: its base topic, ``twin/pack1`` -> ``twin_pack1``.
+
+    Two twins on one broker use two prefixes, so their entities never share an id.
+    """
+    return "".join(c if c.isalnum() else "_" for c in base_topic)
+
+
 def _template(entity: Entity) -> str:
     key = entity.key
     if entity.component == "binary_sensor":
@@ -325,3 +385,185 @@ def _template(entity: Entity) -> str:
 def removal_topics(configs: Mapping[str, Any]) -> list[str]:
     """The topics to clear (an empty retained payload) when a unit leaves the configuration."""
     return sorted(configs)
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+#: The largest command payload read (anything longer is refused unread).
+MAX_COMMAND_BYTES = 4096
+
+
+class CommandError(ValueError):
+    """A command that cannot be carried out; the message goes to the result topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command found on ``<prefix>/<unit>/...``.
+
+    ``kind`` is ``set`` (``name`` a setting, or empty with ``values``), ``cmd`` (``name`` e.g.
+    ``clear_counters``) or ``fault`` (``name`` an emulator fault).
+    """
+
+    unit: str
+    kind: str
+    name: str
+    payload: dict[str, Any]
+    problem: str | None = None
+    """Why the payload cannot be read (not JSON, not an object, too long); None: it can."""
+
+    @property
+    def label(self) -> str:
+        """The command as the result names it (``set/vmax_v``)."""
+        path = {"set": "set", "cmd": "cmd", "fault": "emulator/fault"}[self.kind]
+        return f"{path}/{self.name}" if self.name else path
+
+    @property
+    def request_id(self) -> JsonValue:
+        """The caller's ``id``, echoed in the result (None when none was given)."""
+        value = self.payload.get("id")
+        return value if isinstance(value, str | int | float | bool) else None
+
+
+def command_subscriptions(settings: MqttSettings) -> list[str]:
+    """The topic filters the commands arrive on."""
+    prefix = settings.prefix
+    topics: list[str] = []
+    if settings.commands:
+        topics += [f"{prefix}/+/set", f"{prefix}/+/set/+", f"{prefix}/+/cmd/+"]
+    if settings.emulator_faults:
+        topics.append(f"{prefix}/+/emulator/fault/+")
+    return topics
+
+
+def parse_command(settings: MqttSettings, topic: str, payload: bytes) -> Command | None:
+    """The command on ``topic`` (None: not a command topic).
+
+    A payload that is not a JSON object gives a command with its ``problem`` set, so that the
+    refusal still goes to the unit's result topic.
+    """
+    head = settings.prefix + "/"
+    if not topic.startswith(head):
+        return None
+    parts = topic[len(head) :].split("/")
+    if len(parts) == 2 and parts[1] == "set":
+        unit, kind, name = parts[0], "set", ""
+    elif len(parts) == 3 and parts[1] in ("set", "cmd"):
+        unit, kind, name = parts[0], parts[1], parts[2]
+    elif len(parts) == 4 and parts[1:3] == ["emulator", "fault"]:
+        unit, kind, name = parts[0], "fault", parts[3]
+    else:
+        return None
+    if len(payload) > MAX_COMMAND_BYTES:
+        return Command(unit, kind, name, {}, f"the payload is over {MAX_COMMAND_BYTES} bytes")
+    text = payload.decode("utf-8", errors="replace").strip()
+    data: Any = {}
+    if text:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            return Command(unit, kind, name, {}, f"the payload is not JSON ({exc})")
+    if not isinstance(data, dict):
+        return Command(unit, kind, name, {}, "the payload is not a JSON object")
+    return Command(unit, kind, name, data)
+
+
+def command_pin(command: Command) -> str:
+    """The PIN in a command's payload (a string or a number of digits)."""
+    pin = command.payload.get("pin")
+    if isinstance(pin, bool) or pin is None:
+        raise CommandError(f'{command.label}: no "pin" in the payload')
+    if isinstance(pin, int) and pin >= 0:
+        return str(pin)
+    if isinstance(pin, str) and pin.isdigit():
+        return pin
+    raise CommandError(f"{command.label}: the pin is not a number of digits")
+
+
+def setting_values(command: Command, writable: Mapping[str, object]) -> dict[str, float]:
+    """The settings a ``set`` command writes.
+
+    ``{"value": v}`` on ``set/<name>``, or ``{"values": {name: v, ...}}`` on ``set`` (changed
+    together and validated together: a pair that is only valid as a pair).
+    """
+    if command.name:
+        if command.name not in writable:
+            raise CommandError(
+                f"{command.name}: not a writable setting (one of {', '.join(writable)})"
+            )
+        if "value" not in command.payload:
+            raise CommandError(f'{command.label}: no "value" in the payload')
+        raw: dict[str, object] = {command.name: command.payload["value"]}
+    else:
+        values = command.payload.get("values")
+        if not isinstance(values, dict) or not values:
+            raise CommandError('set: "values" is not an object of settings')
+        raw = dict(values)
+    result: dict[str, float] = {}
+    for name, value in raw.items():
+        if name not in writable:
+            raise CommandError(f"{name}: not a writable setting (one of {', '.join(writable)})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CommandError(f"{name}: {value!r} is not a number")
+        result[name] = float(value)
+    return result
+
+
+def result_payload(command: Command, *, ok: bool, message: str, **extra: Any) -> str:
+    """What the result topic says about a command."""
+    body: dict[str, Any] = {"command": command.label, "ok": ok}
+    if command.request_id is not None:
+        body["id"] = command.request_id
+    body["error" if not ok else "message"] = message
+    body.update(extra)
+    return json.dumps(body, separators=(",", ":"))
+
+
+def value_payload(value: JsonValue) -> str:
+    """A per-value topic's payload: the JSON value (``null`` when not available)."""
+    return json.dumps(value)
+
+
+def unit_of_state_topic(settings: MqttSettings, topic: str) -> str | None:
+    """``<prefix>/<unit>/state`` -> ``unit`` (None for any other topic)."""
+    head = settings.prefix + "/"
+    if not topic.startswith(head) or not topic.endswith("/state"):
+        return None
+    unit = topic[len(head) : -len("/state")]
+    return unit if unit and "/" not in unit else None
+
+
+def unit_topics(settings: MqttSettings, unit: str, cells: int) -> list[str]:
+    """Every retained topic the twin publishes for a unit (to clear it when it is removed)."""
+    base = settings.base(unit)
+    keys = set(PACK_KEYS) | set(FLEET_KEYS)
+    topics = [f"{base}/state", f"{base}/settings", f"{base}/emulator/faults"]
+    topics += [f"{base}/{key}" for key in sorted(keys)]
+    for n in range(1, cells + 1):
+        topics += [f"{base}/cell/{n}/{name}" for name in CELL_KEYS]
+    return topics
+
+
+#: The per-cell topics of a cell.
+CELL_KEYS = ("voltage_v", "temp_c", "balancing")
+
+#: The keys of a pack's state (a test checks them against ``pack_state``).
+PACK_KEYS = (
+    "stale", "comm_error", "data_age_s", "frames_received", "divergent", "charge_reported",
+    "discharge_reported", "charge_twin", "discharge_twin", "charge_effective",
+    "discharge_effective", "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
+    "cell_count", "capacity_wh", "soc_pct", "soc_calibrated", "stored_energy_wh",
+    "harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh",
+    "alarms", "early_warnings", "charge_voltage_limit_v", "charge_current_limit_a",
+    "discharge_current_limit_a", "discharge_voltage_limit_v", "pack_voltage_v",
+    "battery_current_a", "current1_a", "current2_a", "battery_power_w", "min_cell_voltage_v",
+    "min_cell", "max_cell_voltage_v", "max_cell", "min_temp_c", "min_temp_cell", "max_temp_c",
+    "max_temp_cell",
+)  # fmt: skip
+#: The keys of the fleet's state (a test checks them against ``fleet_state``).
+FLEET_KEYS = (
+    "stale", "complete", "charge_effective", "discharge_effective", "pack_count", "charge_twin",
+    "discharge_twin", "soc_pct", "stored_energy_wh", "capacity_wh", "pack_voltage_v",
+    "battery_current_a", "battery_power_w", "harvested_total_wh", "consumed_total_wh", "alarms",
+    "charge_voltage_limit_v", "charge_current_limit_a", "discharge_current_limit_a",
+)  # fmt: skip

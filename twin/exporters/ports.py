@@ -52,3 +52,29 @@ class SettingsPort(Protocol):
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
         """Apply and persist writable settings; ``ValueError`` names a value refused."""
         ...
+
+
+class CommandPort(SettingsPort, Protocol):
+    """What remote commands reach besides settings: counters and an emulated pack's faults."""
+
+    def clear_counters(self, pack_id: str) -> None:
+        """The app's "clear energy counters" on the pack's twin (and its emulated BMS)."""
+        ...
+
+    def emulated(self, pack_id: str) -> bool:
+        """The pack is an emulated chain (faults can be injected into it)."""
+        ...
+
+    def inject_fault(
+        self, pack_id: str, name: str, params: Mapping[str, object]
+    ) -> dict[str, object]:
+        """Inject an emulator fault; returns its parameters. ``ValueError`` names a bad one."""
+        ...
+
+    def clear_fault(self, pack_id: str, name: str, params: Mapping[str, object]) -> list[str]:
+        """Clear an emulator fault (all of its kind, or the one a parameter picks)."""
+        ...
+
+    def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
+        """The emulator faults in effect now."""
+        ...

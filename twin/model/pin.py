@@ -68,12 +68,25 @@ class PinGuard:
         return number >= 0 and int(self._pin) == number
 
     def attempt(self, correct: bool, now_s: float) -> PinResult:
-        """Record an attempt whose correctness the caller checked with ``matches``."""
+        """Record an unlock attempt whose correctness the caller checked with ``matches``.
+
+        A right PIN opens the unlock window (writes allowed for ``unlock_s``).
+        """
+        result = self.authorize(correct, now_s)
+        if result is PinResult.UNLOCKED:
+            self._unlocked_until_s = now_s + self.policy.unlock_s
+        return result
+
+    def authorize(self, correct: bool, now_s: float) -> PinResult:
+        """Record one command that carries its own PIN (an MQTT command).
+
+        Counted against the lockout exactly as an unlock attempt, but a right PIN authorises
+        this command only: it opens no unlock window for the register interface.
+        """
         if self.state(now_s) is LockState.LOCKED_OUT:
             return PinResult.LOCKED_OUT
         if correct:
             self._failures.clear()
-            self._unlocked_until_s = now_s + self.policy.unlock_s
             return PinResult.UNLOCKED
         self.wrong_total += 1
         window = self.policy.failure_window_s

@@ -1,0 +1,463 @@
+"""The MQTT exporter: state, availability, commands and Home Assistant discovery (aiomqtt).
+
+The only module that imports aiomqtt. What is published is data in ``mqtt_map``; this module
+keeps a broker connection alive and moves that data:
+
+- at each connect: the discovery configs, the whole state of every pack and the fleet
+  (retained), then ``<prefix>/status`` = ``online`` (retained; the broker publishes the last
+  will ``offline`` when the twin dies, and the twin publishes it itself when it stops);
+- then on change (deadbands) and everything again every ``refresh_s``;
+- commands: ``set``, ``cmd/clear_counters`` (both with the pack's PIN, through the same
+  ``PinGuard`` as Modbus) and ``emulator/fault/<name>``, each answered on ``<unit>/result``;
+- retained topics of packs no longer configured (their state and discovery configs, found
+  when the broker hands its retained messages over) are cleared with empty retained payloads.
+
+A broker that is down or goes away never stops the twin: the exporter retries with a capped
+exponential backoff and publishes everything again once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiomqtt
+
+from twin.exporters.mqtt_map import (
+    CELL_KEYS,
+    FLEET_UNIT,
+    Command,
+    CommandError,
+    JsonValue,
+    MqttSettings,
+    cell_values,
+    changed,
+    command_pin,
+    command_subscriptions,
+    discovery_configs,
+    fleet_state,
+    object_prefix,
+    pack_state,
+    parse_command,
+    result_payload,
+    setting_values,
+    unit_of_state_topic,
+    unit_topics,
+    value_payload,
+)
+from twin.exporters.ports import CommandPort, StateFeed
+from twin.model.pin import PinResult
+from twin.model.settings import WRITABLE_SETTINGS, writable_values
+
+log = logging.getLogger("twin.mqtt")
+
+#: Errors that mean "the link to the broker is gone": reconnect.
+_LINK_ERRORS = (aiomqtt.MqttError, OSError, ssl.SSLError)
+
+
+class MqttExporter:
+    """Publishes every pack and the fleet to an MQTT broker and carries out commands."""
+
+    def __init__(
+        self,
+        feed: StateFeed,
+        port: CommandPort,
+        settings: MqttSettings,
+        cell_counts: Mapping[str, int],
+        *,
+        version: str = "",
+    ) -> None:
+        self.feed = feed
+        self.port = port
+        self.settings = settings
+        self.units = (*feed.pack_ids, FLEET_UNIT)
+        self.connected = False
+        self.connections = 0
+        """Successful connects since start (1 + reconnects)."""
+        self.published = 0
+        self.commands = 0
+        self.retry_in_s: float | None = None
+        self._last: dict[str, JsonValue] = {}
+        """Per-value topic -> the value last published (deadbands compare against it)."""
+        self._last_text: dict[str, str] = {}
+        """JSON topics (settings, faults) -> the payload last published."""
+        self._publish_lock = asyncio.Lock()
+        self._discovery: dict[str, dict[str, Any]] = {}
+        if settings.ha_discovery:
+            for pack_id in feed.pack_ids:
+                self._discovery.update(
+                    discovery_configs(
+                        pack_id,
+                        settings.base(pack_id),
+                        settings.status_topic,
+                        ha_prefix=settings.ha_prefix,
+                        cells=cell_counts.get(pack_id, 0) if settings.ha_cells else 0,
+                        version=version,
+                    )
+                )
+            self._discovery.update(
+                discovery_configs(
+                    FLEET_UNIT,
+                    settings.base(FLEET_UNIT),
+                    settings.status_topic,
+                    ha_prefix=settings.ha_prefix,
+                    fleet=True,
+                    version=version,
+                )
+            )
+
+    # ---- the connection --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected for ever (reconnecting with backoff); ``offline`` when stopped."""
+        s = self.settings
+        backoff_s = s.reconnect_min_s
+        while True:
+            try:
+                await self._session()
+            except* _LINK_ERRORS as group:
+                reason = "; ".join(str(e) or type(e).__name__ for e in group.exceptions)
+                if self.connected:
+                    log.warning("mqtt: lost the broker %s:%d (%s)", s.host, s.port, reason)
+                    backoff_s = s.reconnect_min_s
+                else:
+                    log.warning(
+                        "mqtt: cannot reach the broker %s:%d (%s); retrying in %.1f s",
+                        s.host,
+                        s.port,
+                        reason,
+                        backoff_s,
+                    )
+            # Stopping: a link error raised while saying goodbye must not swallow the
+            # cancellation (the service would wait for this task for ever).
+            _raise_if_cancelled()
+            self.connected = False
+            self.retry_in_s = backoff_s
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, s.reconnect_max_s)
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=s.client_id or f"twin-{object_prefix(s.prefix)}-{os.getpid()}",
+            username=s.username,
+            password=s.password,
+            will=aiomqtt.Will(s.status_topic, "offline", qos=s.qos, retain=True),
+            keepalive=s.keepalive_s,
+            timeout=s.timeout_s,
+            tls_context=self._tls_context() if s.tls else None,
+            tls_insecure=s.tls_insecure if s.tls else None,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.ca_file)
+        if s.cert_file is not None:
+            context.load_cert_chain(s.cert_file, s.key_file)
+        if s.tls_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _session(self) -> None:
+        """One connection: everything published, then changes and commands until it drops."""
+        s = self.settings
+        async with self._client() as client:
+            self.connections += 1
+            self.retry_in_s = None
+            log.info(
+                "mqtt: connected to %s:%d%s",
+                s.host,
+                s.port,
+                "" if self.connections == 1 else f" again (connection {self.connections})",
+            )
+            self.connected = True
+            try:
+                self._last.clear()
+                self._last_text.clear()
+                topics = [
+                    *command_subscriptions(s),
+                    f"{s.prefix}/+/state",
+                    f"{s.ha_prefix}/sensor/+/config",
+                    f"{s.ha_prefix}/binary_sensor/+/config",
+                ]
+                await client.subscribe([(topic, s.qos) for topic in topics])
+                for topic, config in self._discovery.items():
+                    await self._send(client, topic, json.dumps(config), retain=True)
+                await self._publish_all(client, force=True)
+                await self._send(client, s.status_topic, "online", retain=True)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._follow(client))
+                    group.create_task(self._receive(client))
+            finally:
+                # A clean stop says goodbye itself (the broker sends the will only when the
+                # connection dies); a lost link has nothing left to send it on.
+                if self.connected:
+                    with contextlib.suppress(*_LINK_ERRORS, TimeoutError):
+                        async with asyncio.timeout(2.0):
+                            await client.publish(s.status_topic, "offline", s.qos, retain=True)
+
+    async def _send(
+        self, client: aiomqtt.Client, topic: str, payload: str, *, retain: bool
+    ) -> None:
+        await client.publish(topic, payload, self.settings.qos, retain=retain)
+        self.published += 1
+        _raise_if_cancelled()
+
+    # ---- state -----------------------------------------------------------------------------
+
+    async def _follow(self, client: aiomqtt.Client) -> None:
+        """Publish what changed at each new state; everything every ``refresh_s``."""
+        loop = asyncio.get_running_loop()
+        seen = self.feed.version
+        next_refresh = loop.time() + self.settings.refresh_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_refresh - loop.time())):
+                    seen = await self.feed.wait(seen)
+            force = loop.time() >= next_refresh
+            if force:
+                next_refresh = loop.time() + self.settings.refresh_s
+            await self._publish_all(client, force=force)
+
+    async def _publish_all(self, client: aiomqtt.Client, *, force: bool) -> None:
+        async with self._publish_lock:
+            for unit in self.units:
+                await self._publish_unit(client, unit, force=force)
+
+    async def _publish_unit(self, client: aiomqtt.Client, unit: str, *, force: bool) -> None:
+        base = self.settings.base(unit)
+        state = None if unit == FLEET_UNIT else self.feed.latest(unit)
+        values = fleet_state(self.feed.fleet) if unit == FLEET_UNIT else pack_state(state)
+        updates = [
+            (key, value)
+            for key, value in values.items()
+            if force or self._moved(f"{base}/{key}", value, key)
+        ]
+        if updates:
+            await self._send(client, f"{base}/state", json.dumps(values), retain=True)
+            for key, value in updates:
+                await self._value(client, f"{base}/{key}", value)
+        if unit == FLEET_UNIT:
+            return
+        if self.settings.cells:
+            for n, cell in enumerate(cell_values(state), start=1):
+                for key in CELL_KEYS:
+                    topic = f"{base}/cell/{n}/{key}"
+                    value = cell[key]
+                    if force or self._moved(topic, value, key):
+                        await self._value(client, topic, value)
+        await self._text(client, f"{base}/settings", self._settings_json(unit), force=force)
+        if self.port.emulated(unit):
+            faults = json.dumps(self.port.active_faults(unit), sort_keys=True)
+            await self._text(client, f"{base}/emulator/faults", faults, force=force)
+
+    def _moved(self, topic: str, value: JsonValue, key: str) -> bool:
+        return topic not in self._last or changed(self._last[topic], value, key)
+
+    async def _value(self, client: aiomqtt.Client, topic: str, value: JsonValue) -> None:
+        await self._send(client, topic, value_payload(value), retain=True)
+        self._last[topic] = value
+
+    async def _text(self, client: aiomqtt.Client, topic: str, text: str, *, force: bool) -> None:
+        if force or self._last_text.get(topic) != text:
+            await self._send(client, topic, text, retain=True)
+            self._last_text[topic] = text
+
+    def _settings_json(self, pack_id: str) -> str:
+        values = writable_values(self.port.settings(pack_id))
+        return json.dumps({name: round(value, 4) for name, value in values.items()})
+
+    # ---- what arrives ------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload
+            data = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
+            try:
+                await self._on_message(client, topic, bytes(data), retain=message.retain)
+            except _LINK_ERRORS:
+                raise
+            except Exception:
+                # A command that trips over a bug is logged; it never takes the link down.
+                log.exception("mqtt: the message on %s could not be handled", topic)
+
+    async def _on_message(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool
+    ) -> None:
+        s = self.settings
+        if topic.startswith(s.ha_prefix + "/") and topic.endswith("/config"):
+            if retain and payload:
+                await self._clean_discovery(client, topic, payload)
+            return
+        unit = unit_of_state_topic(s, topic)
+        if unit is not None:
+            if retain and payload and unit not in self.units:
+                await self._clean_unit(client, unit, payload)
+            return
+        command = parse_command(s, topic, payload)
+        if command is None:
+            return
+        if retain:
+            # Stored commands would run again at every reconnect: refuse them.
+            await self._result(
+                client, command, ok=False, message="a retained command is not carried out"
+            )
+            return
+        self.commands += 1
+        try:
+            if command.problem is not None:
+                raise CommandError(command.problem)
+            message, extra = await self._execute(client, command)
+        except (CommandError, ValueError, KeyError) as exc:
+            why = str(exc).strip("'")
+            log.warning("mqtt: %s on %s refused: %s", command.label, command.unit, why)
+            await self._result(client, command, ok=False, message=why)
+            return
+        log.info("mqtt: %s on %s: %s", command.label, command.unit, message)
+        await self._result(client, command, ok=True, message=message, **extra)
+
+    async def _result(
+        self, client: aiomqtt.Client, command: Command, *, ok: bool, message: str, **extra: Any
+    ) -> None:
+        topic = f"{self.settings.base(command.unit)}/result"
+        payload = result_payload(command, ok=ok, message=message, **extra)
+        await self._send(client, topic, payload, retain=False)
+
+    async def _execute(
+        self, client: aiomqtt.Client, command: Command
+    ) -> tuple[str, dict[str, Any]]:
+        """Carry out a command; ``CommandError`` (or ``ValueError``) says why not."""
+        unit = command.unit
+        if unit not in self.feed.pack_ids:
+            if unit == FLEET_UNIT:
+                raise CommandError("the fleet has no settings, counters or emulator: use a pack")
+            raise CommandError(f"no pack {unit!r} (packs: {', '.join(self.feed.pack_ids)})")
+        extra: dict[str, Any] = {}
+        if command.kind == "set":
+            values = setting_values(command, WRITABLE_SETTINGS)
+            self._check_pin(command)
+            self.port.apply_settings(unit, values)
+            extra["settings"] = writable_values(self.port.settings(unit))
+            message = "written: " + ", ".join(f"{k} = {v:g}" for k, v in values.items())
+        elif command.kind == "cmd":
+            if command.name != "clear_counters":
+                raise CommandError(f"no command {command.name!r} (commands: clear_counters)")
+            self._check_pin(command)
+            self.port.clear_counters(unit)
+            message = "energy totals cleared"
+        else:
+            message, extra = self._fault(command)
+        await self._publish_now(client, unit)
+        return message, extra
+
+    def _check_pin(self, command: Command) -> None:
+        pin = command_pin(command)
+        guard = self.port.pin_guard(command.unit)
+        now = time.monotonic()
+        result = guard.authorize(guard.matches(pin), now)
+        if result is PinResult.LOCKED_OUT:
+            raise CommandError(
+                f"locked out after too many wrong PINs ({guard.remaining_s(now):.0f} s left)"
+            )
+        if result is PinResult.WRONG:
+            raise CommandError("wrong PIN")
+
+    def _fault(self, command: Command) -> tuple[str, dict[str, Any]]:
+        unit = command.unit
+        if not self.port.emulated(unit):
+            raise CommandError(f"{unit} is not an emulated pack: it has no faults to inject")
+        params = {k: v for k, v in command.payload.items() if k not in ("id", "clear")}
+        clear = command.payload.get("clear", False)
+        if not isinstance(clear, bool):
+            raise CommandError(f'"clear": {clear!r} is not true or false')
+        if clear:
+            cleared = self.port.clear_fault(unit, command.name, params)
+            text = f"cleared {', '.join(cleared)}" if cleared else "nothing to clear"
+            return text, {"faults": self.port.active_faults(unit)}
+        values = self.port.inject_fault(unit, command.name, params)
+        return f"injected {command.name}", {
+            "params": values,
+            "faults": self.port.active_faults(unit),
+        }
+
+    async def _publish_now(self, client: aiomqtt.Client, unit: str) -> None:
+        """A command's effect on the settings and faults topics, without waiting for a frame."""
+        async with self._publish_lock:
+            await self._publish_unit(client, unit, force=False)
+
+    # ---- packs no longer configured --------------------------------------------------------
+
+    async def _clean_discovery(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        """A retained discovery config of this twin's prefix that it no longer publishes."""
+        if topic in self._discovery:
+            return
+        node = object_prefix(self.settings.prefix) + "_"
+        object_id = topic.rsplit("/", 2)[-2]
+        if not object_id.startswith(node):
+            return
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return
+        state_topic = config.get("state_topic") if isinstance(config, dict) else None
+        if not isinstance(state_topic, str) or not self._ours(state_topic):
+            return
+        log.info("mqtt: removing the Home Assistant entity %s (no longer configured)", object_id)
+        await self._send(client, topic, "", retain=True)
+
+    def _ours(self, state_topic: str) -> bool:
+        """``state_topic`` is one this twin's prefix would publish (a unit's state or a cell)."""
+        head = self.settings.prefix + "/"
+        if not state_topic.startswith(head):
+            return False
+        parts = state_topic[len(head) :].split("/")
+        return parts[1:] == ["state"] or (
+            len(parts) == 4 and parts[1] == "cell" and parts[2].isdigit()
+        )
+
+    async def _clean_unit(self, client: aiomqtt.Client, unit: str, payload: bytes) -> None:
+        """Clear every retained topic of a unit that is no longer configured."""
+        cells = 255
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            count = json.loads(payload).get("cell_count")
+            if isinstance(count, int) and 0 <= count <= 255:
+                cells = count
+        topics = unit_topics(self.settings, unit, cells)
+        log.info(
+            "mqtt: clearing %d retained topics of %s (no longer configured)", len(topics), unit
+        )
+        for topic in topics:
+            await self._send(client, topic, "", retain=True)
+
+    # ---- the status line ---------------------------------------------------------------------
+
+    def status(self) -> str:
+        """A few words for the status line."""
+        if self.connected:
+            return f"mqtt up ({self.settings.host}:{self.settings.port})"
+        if self.retry_in_s is not None:
+            return f"mqtt DOWN (retry in {self.retry_in_s:.0f} s)"
+        return "mqtt connecting"
+
+
+def _raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop and the request got lost.
+
+    Python 3.11's ``asyncio.wait_for`` (under every aiomqtt publish) returns the result and
+    drops the cancellation when the acknowledgement and the cancel arrive together; the task
+    then waited for the next state for ever and the service never stopped.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
