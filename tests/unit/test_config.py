@@ -249,3 +249,52 @@ def test_the_emulator_options_belong_to_the_emulator() -> None:
     text = example_text().replace('kind = "emulator"', 'kind = "serial"\ncapacity_ah = 100')
     with pytest.raises(ConfigError, match="capacity_ah: only for kind = 'emulator'"):
         parse_config(text, "t")
+
+
+def test_mqtt_is_off_without_its_section_and_on_with_it() -> None:
+    assert parse_config(cfg(), "t").mqtt is None
+    assert parse_config(cfg("[mqtt]\nenabled = false\n"), "t").mqtt is None
+    mqtt = parse_config(cfg('[mqtt]\nhost = "broker"\nprefix = "site1/bms"\nqos = 2\n'), "t").mqtt
+    assert mqtt is not None
+    assert (mqtt.host, mqtt.port, mqtt.prefix, mqtt.qos) == ("broker", 1883, "site1/bms", 2)
+    assert mqtt.status_topic == "site1/bms/status" and mqtt.base("p1") == "site1/bms/p1"
+
+
+def test_the_examples_mqtt_section_parses_when_uncommented(tmp_path: Path) -> None:
+    text = example_text()
+    head = text.index("# [mqtt]")
+    section = text[head:].replace("# ", "", 1)
+    # Every option as documented, with TLS files that exist.
+    for name in ("ca.crt", "twin.crt", "twin.key"):
+        (tmp_path / name).write_text("x")
+    lines = [line.removeprefix("# ") for line in section.splitlines()]
+    section = "\n".join(lines).replace("tls = false", "tls = true")
+    config = parse_config(text[:head] + section, "example", tmp_path)
+    mqtt = config.mqtt
+    assert mqtt is not None and mqtt.tls and mqtt.username == "twin"
+    assert mqtt.ca_file == str(tmp_path / "ca.crt")
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "expected"),
+    [
+        ('prefix = "twin/#"', "mqtt.prefix"),
+        ('prefix = "/twin"', "mqtt.prefix"),
+        ('ha_prefix = ""', "mqtt.ha_prefix"),
+        ("qos = 3", "mqtt.qos"),
+        ("port = 0", "mqtt.port"),
+        ("reconnect_min_s = 10\nreconnect_max_s = 5", "mqtt.reconnect_max_s: 5 is below"),
+        ('password = "x"', "mqtt.password: given without a username"),
+        ('ca_file = "ca.crt"', "mqtt.ca_file: given, but tls is false"),
+        ('tls = true\nca_file = "nope.crt"', "mqtt.ca_file:"),
+        ("hots = 1", "mqtt.hots"),
+    ],
+)
+def test_bad_mqtt_settings_name_the_field(mqtt: str, expected: str) -> None:
+    assert expected in error_of(cfg("[mqtt]\n" + mqtt + "\n"))
+
+
+def test_a_pack_cannot_be_called_fleet_with_mqtt() -> None:
+    base = BASE.replace('id = "p1"', 'id = "fleet"')
+    assert "'fleet': MQTT publishes the fleet aggregate" in error_of(cfg("[mqtt]\n", base))
+    assert parse_config(cfg("", base), "t").mqtt is None  # without MQTT the name is free

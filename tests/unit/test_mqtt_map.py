@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from tests.factories import lfp_settings
 from tests.frames import frame_stream, sample_frame
 from twin.exporters.mqtt_map import (
     ENTITIES,
+    FLEET_KEYS,
+    PACK_KEYS,
+    MqttSettings,
     cell_values,
     changed,
+    command_pin,
     discovery_configs,
     fleet_state,
     pack_state,
-    removal_topics,
+    parse_command,
+    result_payload,
+    setting_values,
+    unit_of_state_topic,
+    unit_topics,
 )
 from twin.protocol.frame import encode_frame
 from twin.protocol.shadow import PackShadow, TwinState, fleet_view
@@ -103,11 +114,10 @@ def test_home_assistant_discovery_has_classes_units_and_state_classes() -> None:
         assert entity.key in payload
 
 
-def test_the_fleet_device_leaves_out_pack_only_entities_and_removal_clears_all() -> None:
+def test_the_fleet_device_leaves_out_pack_only_entities() -> None:
     configs = discovery_configs("fleet", "twin/fleet", "twin/status", fleet=True)
     assert not any("min_cell_voltage" in topic for topic in configs)
     assert any("soc_pct" in topic for topic in configs)
-    assert removal_topics(configs) == sorted(configs)
     payload = fleet_state(fleet_view({}, ("pack1",)))
     assert payload == {
         "stale": True,
@@ -123,3 +133,122 @@ def test_a_frame_with_currents_not_available_publishes_null() -> None:
     state = shadow.feed(encode_frame(sample_frame(current2_a=None)), 1.0, DAY)
     assert state is not None
     assert pack_state(state)["current2_a"] is None
+
+
+def test_the_key_lists_are_the_state_keys() -> None:
+    _, state = _state()
+    assert tuple(pack_state(state)) == PACK_KEYS
+    assert tuple(fleet_state(fleet_view({"pack1": state}, ("pack1",)))) == FLEET_KEYS
+
+
+def test_ids_follow_the_prefix_so_two_twins_never_share_an_entity() -> None:
+    configs = discovery_configs("pack1", "site-1/twin/pack1", "site-1/twin/status")
+    assert "homeassistant/sensor/site_1_twin_pack1_soc_pct/config" in configs
+    config = configs["homeassistant/sensor/site_1_twin_pack1_soc_pct/config"]
+    assert config["device"]["identifiers"] == ["site_1_twin_pack1"]
+
+
+SETTINGS = MqttSettings(prefix="site/twin")
+WRITABLE = {"vmax_v": "", "vmin_v": ""}
+
+
+def test_command_topics_and_payloads() -> None:
+    command = parse_command(SETTINGS, "site/twin/pack1/set/vmax_v", b'{"value": 3.6, "pin": 1234}')
+    assert command is not None and command.kind == "set" and command.name == "vmax_v"
+    assert command.label == "set/vmax_v" and command.problem is None
+    assert command_pin(command) == "1234"
+    assert setting_values(command, WRITABLE) == {"vmax_v": 3.6}
+    together = parse_command(
+        SETTINGS,
+        "site/twin/pack1/set",
+        b'{"values": {"vmax_v": 3.6, "vmin_v": 2.8}, "pin": "0042"}',
+    )
+    assert together is not None and together.label == "set"
+    assert setting_values(together, WRITABLE) == {"vmax_v": 3.6, "vmin_v": 2.8}
+    assert command_pin(together) == "0042"
+    fault = parse_command(SETTINGS, "site/twin/pack1/emulator/fault/break-chain", b"")
+    assert fault is not None and fault.kind == "fault" and fault.payload == {}
+    assert fault.label == "emulator/fault/break-chain"
+    cmd = parse_command(SETTINGS, "site/twin/pack1/cmd/clear_counters", b'{"pin":"1234","id":"a"}')
+    assert cmd is not None and cmd.request_id == "a"
+    for topic in (
+        "site/twin/pack1/state",
+        "site/twin/status",
+        "other/pack1/set/x",
+        "site/twin/a/b/c/d/e",
+    ):
+        assert parse_command(SETTINGS, topic, b"{}") is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"{nope", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"3.6", "not a JSON object"),
+        (b"{" + b" " * 5000 + b"}", "over 4096 bytes"),
+    ],
+)
+def test_unreadable_payloads_become_a_problem_not_an_exception(
+    payload: bytes, problem: str
+) -> None:
+    command = parse_command(SETTINGS, "site/twin/pack1/set/vmax_v", payload)
+    assert command is not None and command.problem is not None and problem in command.problem
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "error"),
+    [
+        ("set/vmax_v", {"value": "3.6"}, "vmax_v: '3.6' is not a number"),
+        ("set/vmax_v", {"value": True}, "is not a number"),
+        ("set/vmax_v", {"pin": "1"}, 'no "value"'),
+        ("set/cell_count", {"value": 4}, "cell_count: not a writable setting"),
+        ("set", {"values": {}}, '"values" is not an object'),
+        ("set", {"values": {"nope": 1}}, "nope: not a writable setting"),
+    ],
+)
+def test_bad_settings_commands_name_the_problem(
+    topic: str, payload: dict[str, object], error: str
+) -> None:
+    command = parse_command(SETTINGS, f"site/twin/pack1/{topic}", json.dumps(payload).encode())
+    assert command is not None
+    with pytest.raises(ValueError, match=re.escape(error)):
+        setting_values(command, WRITABLE)
+
+
+@pytest.mark.parametrize(
+    ("pin", "ok"),
+    [("1234", True), (1234, True), (None, False), (True, False), ("12a", False), (-1, False)],
+)
+def test_the_pin_is_digits_as_a_string_or_a_number(pin: object, ok: bool) -> None:
+    payload = {} if pin is None else {"pin": pin}
+    command = parse_command(
+        SETTINGS, "site/twin/p/cmd/clear_counters", json.dumps(payload).encode()
+    )
+    assert command is not None
+    if ok:
+        assert command_pin(command) == "1234"
+    else:
+        with pytest.raises(ValueError, match="pin"):
+            command_pin(command)
+
+
+def test_results_echo_the_id_and_say_why() -> None:
+    command = parse_command(SETTINGS, "site/twin/p/set/vmax_v", b'{"id": 7}')
+    assert command is not None
+    refused = json.loads(result_payload(command, ok=False, message="wrong PIN"))
+    assert refused == {"command": "set/vmax_v", "ok": False, "id": 7, "error": "wrong PIN"}
+    done = json.loads(result_payload(command, ok=True, message="written", settings={"vmax_v": 3.6}))
+    assert done["ok"] is True and done["message"] == "written" and done["settings"]["vmax_v"] == 3.6
+
+
+def test_a_removed_units_topics() -> None:
+    assert unit_of_state_topic(SETTINGS, "site/twin/old/state") == "old"
+    assert unit_of_state_topic(SETTINGS, "site/twin/a/b/state") is None
+    assert unit_of_state_topic(SETTINGS, "site/twin/old/soc_pct") is None
+    topics = unit_topics(SETTINGS, "old", 2)
+    assert "site/twin/old/state" in topics and "site/twin/old/soc_pct" in topics
+    assert (
+        "site/twin/old/cell/2/balancing" in topics and "site/twin/old/cell/3/temp_c" not in topics
+    )
+    assert "site/twin/old/settings" in topics and "site/twin/old/emulator/faults" in topics

@@ -382,11 +382,6 @@ def _template(entity: Entity) -> str:
     return f"{{{{ value_json.{key} if value_json.{key} is not none else 'unknown' }}}}"
 
 
-def removal_topics(configs: Mapping[str, Any]) -> list[str]:
-    """The topics to clear (an empty retained payload) when a unit leaves the configuration."""
-    return sorted(configs)
-
-
 # ---- commands ----------------------------------------------------------------------------
 
 #: The largest command payload read (anything longer is refused unread).

@@ -1,0 +1,294 @@
+"""The MQTT exporter in-process against a real broker: cleanup, refusals, lockout, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests.factories import lfp_settings
+from tests.frames import sample_frame
+from tests.mqtt_broker import Broker, Watcher
+from twin.app import StateHub
+from twin.exporters.mqtt import MqttExporter
+from twin.exporters.mqtt_map import MqttSettings
+from twin.model.pin import LockState, PinGuard
+from twin.model.settings import BmsSettings, with_settings
+from twin.protocol.frame import encode_frame
+from twin.protocol.shadow import PackShadow
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+PREFIX = "adapter"
+
+
+class Port:
+    """A CommandPort over one real (not emulated) pack."""
+
+    def __init__(self, settings: BmsSettings) -> None:
+        self.guard = PinGuard("4321")
+        self.current = settings
+        self.cleared = 0
+
+    def pin_guard(self, pack_id: str) -> PinGuard:
+        return self.guard
+
+    def settings(self, pack_id: str) -> BmsSettings:
+        return self.current
+
+    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
+        self.current = with_settings(self.current, values)
+
+    def clear_counters(self, pack_id: str) -> None:
+        self.cleared += 1
+
+    def emulated(self, pack_id: str) -> bool:
+        return False
+
+    def inject_fault(
+        self, pack_id: str, name: str, params: Mapping[str, object]
+    ) -> dict[str, object]:
+        raise AssertionError("never called for a pack that is not emulated")
+
+    def clear_fault(self, pack_id: str, name: str, params: Mapping[str, object]) -> list[str]:
+        raise AssertionError("never called for a pack that is not emulated")
+
+    def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
+        return {}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    server = Broker(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    """Poll without blocking the loop the exporter runs on."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s")
+        await asyncio.sleep(0.02)
+
+
+class Running:
+    """An exporter over one pack with a state, running as a task."""
+
+    def __init__(self, broker: Broker, **changes: object) -> None:
+        settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
+        self.hub = StateHub(("pack1",))
+        state = PackShadow("pack1", settings).feed(encode_frame(sample_frame()), 0.0, 740_000)
+        assert state is not None
+        self.hub.publish(state)
+        self.port = Port(settings)
+        options: dict[str, object] = {
+            "port": broker.port,
+            "prefix": PREFIX,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            **changes,
+        }
+        self.exporter = MqttExporter(
+            self.hub,
+            self.port,
+            MqttSettings(**options),
+            {"pack1": 16},  # type: ignore[arg-type]
+        )
+        self.task = asyncio.create_task(self.exporter.run())
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+@pytest_asyncio.fixture
+async def running(broker: Broker) -> AsyncIterator[Running]:
+    twin = Running(broker)
+    await until(lambda: twin.exporter.connected, "connected")
+    yield twin
+    await twin.stop()
+
+
+async def _command(watcher: Watcher, topic: str, payload: object, n: int) -> dict[str, object]:
+    """Publish a command with id ``n`` and return its result."""
+    body = dict(payload) if isinstance(payload, dict) else payload
+    if isinstance(body, dict):
+        body["id"] = n
+    watcher.publish(f"{PREFIX}/{topic}", body)
+    unit = topic.split("/")[0]
+    result_topic = f"{PREFIX}/{unit}/result"
+
+    def answered() -> bool:
+        result = watcher.json(result_topic)
+        return result is not None and (not isinstance(body, dict) or result.get("id") == n)
+
+    await until(answered, f"the result of {topic}")
+    result = watcher.json(result_topic)
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_packs_no_longer_configured_are_cleared_and_others_left_alone(
+    broker: Broker,
+) -> None:
+    old = Watcher(broker, client_id="previous-run")
+    # What a previous run with a second pack left on the broker, and another twin's entity.
+    leftovers = {
+        f"{PREFIX}/pack2/state": json.dumps({"cell_count": 2, "stale": False}),
+        f"{PREFIX}/pack2/soc_pct": "55.0",
+        f"{PREFIX}/pack2/cell/2/voltage_v": "3.3",
+        f"{PREFIX}/pack2/settings": "{}",
+        f"homeassistant/sensor/{PREFIX}_pack2_soc_pct/config": json.dumps(
+            {"state_topic": f"{PREFIX}/pack2/state"}
+        ),
+        f"homeassistant/sensor/{PREFIX}_pack2_cell_2_voltage/config": json.dumps(
+            {"state_topic": f"{PREFIX}/pack2/cell/2/voltage_v"}
+        ),
+        # ha_cells was on in the previous run: pack1's cell sensors go too.
+        f"homeassistant/sensor/{PREFIX}_pack1_cell_1_voltage/config": json.dumps(
+            {"state_topic": f"{PREFIX}/pack1/cell/1/voltage_v"}
+        ),
+    }
+    foreign = {
+        "homeassistant/sensor/other_pack2_soc_pct/config": json.dumps(
+            {"state_topic": "other/pack2/state"}
+        ),
+        f"{PREFIX}x/pack2/state": "{}",
+    }
+    for topic, payload in {**leftovers, **foreign}.items():
+        old.publish(topic, payload, retain=True)
+    old.close()
+
+    twin = Running(broker)
+    try:
+        await until(lambda: twin.exporter.connected, "connected")
+        watcher = Watcher(broker, "#", client_id="after")
+        try:
+            # The leftovers are cleared as the broker hands them over at the subscription.
+            await until(
+                lambda: (
+                    all(watcher.get(topic) in (None, b"") for topic in leftovers)
+                    and watcher.get(f"{PREFIX}/status") == b"online"
+                ),
+                "the leftovers cleared",
+            )
+        finally:
+            watcher.close()
+        fresh = Watcher(broker, "#", client_id="fresh")
+        try:
+            await until(lambda: f"{PREFIX}/status" in fresh.retained, "the retained topics")
+            await until(lambda: all(t in fresh.retained for t in foreign), "the foreign topics")
+            for topic in leftovers:
+                assert topic not in fresh.retained, topic
+            assert f"homeassistant/sensor/{PREFIX}_pack1_soc_pct/config" in fresh.retained
+            assert f"{PREFIX}/pack1/state" in fresh.retained
+        finally:
+            fresh.close()
+    finally:
+        await twin.stop()
+
+
+async def test_bad_commands_are_refused_with_the_reason(broker: Broker, running: Running) -> None:
+    watcher = Watcher(broker, f"{PREFIX}/#")
+    try:
+        cases = [
+            ("fleet/set/vmax_v", {"value": 3.6, "pin": "4321"}, "the fleet has no settings"),
+            ("pack9/set/vmax_v", {"value": 3.6, "pin": "4321"}, "no pack 'pack9'"),
+            ("pack1/set/vmax_v", {"value": 3.6}, 'no "pin"'),
+            ("pack1/set/vmax_v", {"value": 9.9, "pin": "4321"}, "vmax_v"),
+            ("pack1/set/cell_count", {"value": 4, "pin": "4321"}, "not a writable setting"),
+            ("pack1/cmd/reboot", {"pin": "4321"}, "no command 'reboot'"),
+            ("pack1/emulator/fault/break-chain", {}, "not an emulated pack"),
+        ]
+        for n, (topic, payload, error) in enumerate(cases):
+            result = await _command(watcher, topic, payload, n)
+            assert result["ok"] is False and error in str(result["error"]), result
+        watcher.publish(f"{PREFIX}/pack1/set/vmax_v", "{not json")
+        await until(
+            lambda: "not JSON" in str((watcher.json(f"{PREFIX}/pack1/result") or {}).get("error")),
+            "the JSON refusal",
+        )
+        assert running.port.current.vmax_v == 3.65  # nothing changed
+        assert running.port.guard.wrong_total == 0  # no PIN was tried
+        assert running.exporter.connected and not running.task.done()
+
+        done = await _command(watcher, "pack1/cmd/clear_counters", {"pin": 4321}, 99)
+        assert done["ok"] is True and running.port.cleared == 1
+        together = await _command(
+            watcher, "pack1/set", {"values": {"vmax_v": 3.6, "vmin_v": 2.8}, "pin": "4321"}, 100
+        )
+        assert together["ok"] is True
+        assert (running.port.current.vmax_v, running.port.current.vmin_v) == (3.6, 2.8)
+        await until(
+            lambda: (watcher.json(f"{PREFIX}/pack1/settings") or {}).get("vmin_v") == 2.8,
+            "the settings topic",
+        )
+    finally:
+        watcher.close()
+
+
+async def test_wrong_pins_over_mqtt_lock_out_the_shared_guard(
+    broker: Broker, running: Running
+) -> None:
+    watcher = Watcher(broker, f"{PREFIX}/#")
+    try:
+        errors = [
+            str(
+                (await _command(watcher, "pack1/set/vmax_v", {"value": 3.6, "pin": "1"}, n))[
+                    "error"
+                ]
+            )
+            for n in range(5)
+        ]
+        assert errors[:4] == ["wrong PIN"] * 4 and "locked out" in errors[4]
+        # The guard is the pack's, shared with Modbus: its writes are locked out as well.
+        assert running.port.guard.state(time.monotonic()) is LockState.LOCKED_OUT
+        result = await _command(watcher, "pack1/set/vmax_v", {"value": 3.6, "pin": "4321"}, 5)
+        assert result["ok"] is False and "locked out" in str(result["error"])
+        assert running.port.current.vmax_v == 3.65
+    finally:
+        watcher.close()
+
+
+async def test_a_retained_command_is_not_carried_out(broker: Broker) -> None:
+    setter = Watcher(broker, f"{PREFIX}/pack1/result", client_id="setter")
+    setter.publish(f"{PREFIX}/pack1/set/vmax_v", {"value": 3.6, "pin": "4321"}, retain=True)
+    twin = Running(broker)
+    try:
+        await until(lambda: setter.json(f"{PREFIX}/pack1/result") is not None, "a result")
+        result = setter.json(f"{PREFIX}/pack1/result")
+        assert result["ok"] is False and "retained" in result["error"]
+        assert twin.port.current.vmax_v == 3.65
+    finally:
+        setter.publish(f"{PREFIX}/pack1/set/vmax_v", "", retain=True)
+        setter.close()
+        await twin.stop()
+
+
+async def test_a_broker_that_is_not_there_yet_is_retried_until_it_is(tmp_path: Path) -> None:
+    broker = Broker(tmp_path)  # its port chosen, not started
+    twin = Running(broker)
+    try:
+        await until(lambda: twin.exporter.retry_in_s is not None, "a retry")
+        assert not twin.exporter.connected and "DOWN" in twin.exporter.status()
+        await until(lambda: twin.exporter.retry_in_s == 0.5, "the capped backoff")
+        broker.start()
+        await until(lambda: twin.exporter.connected, "connected")
+        assert "up" in twin.exporter.status()
+        watcher = Watcher(broker, f"{PREFIX}/status")
+        try:
+            await until(lambda: watcher.get(f"{PREFIX}/status") == b"online", "online")
+        finally:
+            watcher.close()
+    finally:
+        await twin.stop()
+        broker.stop()
