@@ -175,7 +175,22 @@ def _summary(config: TwinConfig) -> str:
             f"source {source.kind.value}{where})"
         )
     n = len(config.packs)
-    return f"{config.source}: OK, {n} pack{'s' if n != 1 else ''}: " + "; ".join(packs)
+    services = []
+    if config.modbus is not None:
+        services.append(f"modbus {config.modbus.host}:{config.modbus.port}")
+    if config.can is not None:
+        services.append(
+            f"can {config.can.interface}:{config.can.channel} ({config.can.profile.value})"
+        )
+    if config.mqtt is not None:
+        mqtt = config.mqtt
+        tls = " tls" if mqtt.tls else ""
+        services.append(f"mqtt {mqtt.host}:{mqtt.port}{tls} prefix {mqtt.prefix!r}")
+    return (
+        f"{config.source}: OK, {n} pack{'s' if n != 1 else ''}: "
+        + "; ".join(packs)
+        + f"; exporters: {', '.join(services) or 'none'}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,26 +82,17 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -
 class Running:
     """An exporter over one pack with a state, running as a task."""
 
-    def __init__(self, broker: Broker, **changes: object) -> None:
+    def __init__(self, broker: Broker) -> None:
         settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
         self.hub = StateHub(("pack1",))
         state = PackShadow("pack1", settings).feed(encode_frame(sample_frame()), 0.0, 740_000)
         assert state is not None
         self.hub.publish(state)
         self.port = Port(settings)
-        options: dict[str, object] = {
-            "port": broker.port,
-            "prefix": PREFIX,
-            "reconnect_min_s": 0.1,
-            "reconnect_max_s": 0.5,
-            **changes,
-        }
-        self.exporter = MqttExporter(
-            self.hub,
-            self.port,
-            MqttSettings(**options),
-            {"pack1": 16},  # type: ignore[arg-type]
+        settings_mqtt = MqttSettings(
+            port=broker.port, prefix=PREFIX, reconnect_min_s=0.1, reconnect_max_s=0.5
         )
+        self.exporter = MqttExporter(self.hub, self.port, settings_mqtt, {"pack1": 16})
         self.task = asyncio.create_task(self.exporter.run())
 
     async def stop(self) -> None:

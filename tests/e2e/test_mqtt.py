@@ -263,3 +263,36 @@ def test_a_broken_chain_injected_over_mqtt_shows_e_and_relays_off(
         finally:
             watcher.close()
         assert twin.stop() == 0
+
+
+def test_the_embedded_amqtt_broker_serves_the_same(tmp_path: Path) -> None:
+    # The fallback when mosquitto is not installed: exercised here even where it is.
+    server = Broker(tmp_path, kind="amqtt")
+    server.start()
+    try:
+        prefix = _prefix()
+        config, port = _config(tmp_path, server, prefix)
+        with TwinProcess(config) as twin:
+            twin.wait_for_message("mqtt: connected")
+            watcher = Watcher(server, f"{prefix}/#")
+            try:
+                wait_until(
+                    lambda: (
+                        watcher.get(f"{prefix}/pack1/cell/8/voltage_v") is not None
+                        and watcher.get(f"{prefix}/status") == b"online"
+                    ),
+                    what="online and a frame published",
+                )
+                result = f"{prefix}/pack1/result"
+                watcher.publish(f"{prefix}/pack1/set/tmax_c", {"value": 50, "pin": "4321"})
+                wait_until(lambda: watcher.json(result) is not None, what="a result")
+                assert watcher.json(result)["ok"] is True
+                wait_until(lambda: _read(port, 203, 1)[0] == 500, what="T-max in Modbus")
+                assert twin.process is not None
+                twin.process.kill()
+                twin.process.wait(timeout=10)
+                wait_until(lambda: watcher.get(f"{prefix}/status") == b"offline", what="offline")
+            finally:
+                watcher.close()
+    finally:
+        server.stop()

@@ -30,6 +30,8 @@ def test_example_passes_check_config(tmp_path: Path) -> None:
     result = twin("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "OK, 1 pack: pack1 (gen3, 16 cells LiFePO4" in result.stdout
+    assert "exporters: modbus 127.0.0.1:5020, can virtual:twin (pylon)" in result.stdout
+    assert "mqtt" not in result.stdout.split("exporters:")[1]  # off until [mqtt] is there
 
 
 @pytest.mark.parametrize(

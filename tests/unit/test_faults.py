@@ -25,6 +25,10 @@ def _world() -> World:
     )
 
 
+def _reversed(world: World) -> bool:
+    return world.wiring.sensors[0].reversed_wiring
+
+
 def _frames(world: World, steps: int) -> int:
     return sum(world.advance() is not None for _ in range(steps))
 
@@ -69,12 +73,12 @@ def test_clearing_puts_back_what_the_pack_had_before() -> None:
     panel.inject("leaky-cell", {"cell": 3, "pct_per_month": 20.0}, 0.0)
     panel.inject("wire-noise", {"probability": 0.5}, 0.0)
     panel.inject("bypass-load", {"power_w": 300}, 0.0)
-    assert sensor.errors.offset_a == 2.5 and sensor.reversed_wiring
+    assert sensor.errors.offset_a == 2.5 and _reversed(world)
     assert world.pack.capacity_ah[2] == 100.0 and world.pack.self_discharge_pct_per_month[2] == 20.0
     assert world.noise_probability == 0.5 and world.plant.spec.bypass_load_w == 300.0
     for name in ("sensor-fault", "weak-cell", "leaky-cell", "wire-noise", "bypass-load"):
         assert panel.clear(name, {})
-    assert sensor.errors == errors and not sensor.reversed_wiring
+    assert sensor.errors == errors and not _reversed(world)
     assert world.pack.capacity_ah[2] == capacity
     assert world.pack.self_discharge_pct_per_month[2] == leak
     assert world.noise_probability == 0.0 and world.plant.spec.bypass_load_w == 0.0
