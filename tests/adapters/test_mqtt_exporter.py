@@ -283,3 +283,27 @@ async def test_a_broker_that_is_not_there_yet_is_retried_until_it_is(tmp_path: P
     finally:
         await twin.stop()
         broker.stop()
+
+
+async def test_home_assistants_birth_message_brings_discovery_again(
+    broker: Broker, running: Running
+) -> None:
+    watcher = Watcher(broker, "homeassistant/+/+/config", f"{PREFIX}/pack1/state")
+    try:
+        config = f"homeassistant/sensor/{PREFIX}_pack1_soc_pct/config"
+        await until(lambda: watcher.get(config) is not None, "the retained config")
+        seen = watcher.count()
+        watcher.publish("homeassistant/status", "online")
+        await until(
+            lambda: any(topic == config for topic, _, _ in watcher.since(seen)),
+            "the config published again",
+        )
+        await until(
+            lambda: any(topic == f"{PREFIX}/pack1/state" for topic, _, _ in watcher.since(seen)),
+            "the state published again",
+        )
+        sensor = watcher.json(config)
+        assert sensor["default_entity_id"] == f"sensor.{PREFIX}_pack1_soc_pct"
+        assert "object_id" not in sensor  # deprecated by Home Assistant 2025.10
+    finally:
+        watcher.close()

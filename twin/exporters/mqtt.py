@@ -190,11 +190,10 @@ class MqttExporter:
                     f"{s.ha_prefix}/sensor/+/config",
                     f"{s.ha_prefix}/binary_sensor/+/config",
                 ]
+                if s.ha_discovery:
+                    topics.append(f"{s.ha_prefix}/status")
                 await client.subscribe([(topic, s.qos) for topic in topics])
-                for topic, config in self._discovery.items():
-                    await self._send(client, topic, json.dumps(config), retain=True)
-                await self._publish_all(client, force=True)
-                await self._send(client, s.status_topic, "online", retain=True)
+                await self._announce(client)
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._follow(client))
                     group.create_task(self._receive(client))
@@ -205,6 +204,13 @@ class MqttExporter:
                     with contextlib.suppress(*_LINK_ERRORS, TimeoutError):
                         async with asyncio.timeout(2.0):
                             await client.publish(s.status_topic, "offline", s.qos, retain=True)
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Discovery configs, the whole state, then ``online`` (the state is complete by then)."""
+        for topic, config in self._discovery.items():
+            await self._send(client, topic, json.dumps(config), retain=True)
+        await self._publish_all(client, force=True)
+        await self._send(client, self.settings.status_topic, "online", retain=True)
 
     async def _send(
         self, client: aiomqtt.Client, topic: str, payload: str, *, retain: bool
@@ -296,6 +302,12 @@ class MqttExporter:
         self, client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool
     ) -> None:
         s = self.settings
+        if topic == f"{s.ha_prefix}/status":
+            # Home Assistant's birth message: it (re)started and asks for discovery again.
+            if payload == b"online" and not retain:
+                log.info("mqtt: Home Assistant is online: publishing discovery again")
+                await self._announce(client)
+            return
         if topic.startswith(s.ha_prefix + "/") and topic.endswith("/config"):
             if retain and payload:
                 await self._clean_discovery(client, topic, payload)

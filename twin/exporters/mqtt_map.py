@@ -333,7 +333,7 @@ def discovery_configs(
         config: dict[str, Any] = {
             "name": entity.name,
             "unique_id": object_id,
-            "object_id": object_id,
+            "default_entity_id": f"{entity.component}.{object_id}",
             "state_topic": f"{base_topic}/state",
             "value_template": _template(entity),
             "availability_topic": availability_topic,
@@ -354,7 +354,7 @@ def discovery_configs(
         configs[f"{ha_prefix}/sensor/{object_id}/config"] = {
             "name": f"Cell {n} voltage",
             "unique_id": object_id,
-            "object_id": object_id,
+            "default_entity_id": f"sensor.{object_id}",
             "state_topic": f"{base_topic}/cell/{n}/voltage_v",
             "availability_topic": availability_topic,
             "device_class": "voltage",
