@@ -57,6 +57,7 @@ class Broker:
                 f"listener {self.port} {self.host}\n"
                 "allow_anonymous true\n"
                 "persistence false\n"
+                "set_tcp_nodelay true\n"
                 "log_dest stderr\n"
                 "log_type error\nlog_type warning\nlog_type notice\n"
             )
