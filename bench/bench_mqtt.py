@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -29,13 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' broker helper
 
-from tests.mqtt_broker import Broker  # noqa: E402
-from twin.app import StateHub  # noqa: E402
-from twin.config import parse_config  # noqa: E402
-from twin.emulator.simulation import World  # noqa: E402
-from twin.exporters.mqtt import MqttExporter  # noqa: E402
-from twin.exporters.mqtt_map import MqttSettings  # noqa: E402
-from twin.protocol.shadow import PackShadow, TwinState  # noqa: E402
+from tests.mqtt_broker import Broker
+from twin.app import StateHub
+from twin.config import parse_config
+from twin.emulator.simulation import World
+from twin.exporters.mqtt import MqttExporter
+from twin.exporters.mqtt_map import MqttSettings
+from twin.protocol.shadow import PackShadow, TwinState
 
 PACKS = 8
 CELLS = 255
@@ -50,33 +51,41 @@ capacity_wh = 182000
 
 
 class Port:
-    """Settings and faults are not exercised here: a port with nothing behind it."""
+    """Settings, counters and faults are not exercised here: a port with nothing behind it."""
 
     def __init__(self, settings: object) -> None:
         self.current = settings
 
     def pin_guard(self, pack_id: str) -> object:
+        """Not used by the benchmark."""
         raise NotImplementedError
 
     def settings(self, pack_id: str) -> object:
+        """The pack's settings (the settings topic)."""
         return self.current
 
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
+        """Not used by the benchmark."""
         raise NotImplementedError
 
     def clear_counters(self, pack_id: str) -> None:
+        """Not used by the benchmark."""
         raise NotImplementedError
 
     def emulated(self, pack_id: str) -> bool:
+        """No faults topic."""
         return False
 
     def inject_fault(self, pack_id: str, name: str, params: object) -> dict[str, object]:
+        """Not used by the benchmark."""
         raise NotImplementedError
 
     def clear_fault(self, pack_id: str, name: str, params: object) -> list[str]:
+        """Not used by the benchmark."""
         raise NotImplementedError
 
     def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
+        """None."""
         return {}
 
 
@@ -133,6 +142,7 @@ class Subscriber:
                 self.arrived.setdefault((topic.split("/")[1], frames), now)
 
     def close(self) -> None:
+        """Disconnect."""
         self.client.loop_stop()
         self.client.disconnect()
 
@@ -140,7 +150,7 @@ class Subscriber:
 async def run(broker: Broker, seconds: float) -> None:
     states, settings = _states(int(seconds * 2) + 2)
     hub = StateHub(tuple(states))
-    for pack_id, series in states.items():
+    for series in states.values():
         hub.publish(series[0])
     exporter = MqttExporter(
         hub,
@@ -177,10 +187,8 @@ async def run(broker: Broker, seconds: float) -> None:
         await asyncio.sleep(0.01)
     elapsed = time.monotonic() - loop_started
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     subscriber.close()
     latencies = sorted(
         (subscriber.arrived[k] - t) * 1000.0 for k, t in sent.items() if k in subscriber.arrived

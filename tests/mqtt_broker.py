@@ -8,6 +8,7 @@ it while the twin runs. ``TWIN_TEST_BROKER=amqtt`` (or ``mosquitto``) picks one.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -39,14 +40,41 @@ def broker_kind() -> str:
     return "mosquitto" if mosquitto_path() is not None else "amqtt"
 
 
+def make_certificates(directory: Path) -> None:
+    """A CA and a server certificate for 127.0.0.1 (openssl), and a CA that signed nothing."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    for ca in ("ca", "other-ca"):
+        run(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN=twin test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+        )  # fmt: skip
+    run(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr",
+    )  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+    run(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
+    )  # fmt: skip
+
+
 class Broker:
     """One broker process; ``stop`` and ``start`` again keep the port (no persistence)."""
 
-    def __init__(self, workdir: Path, kind: str | None = None) -> None:
+    def __init__(self, workdir: Path, kind: str | None = None, *, tls: bool = False) -> None:
         self.kind = kind or broker_kind()
         self.workdir = workdir
         self.host = "127.0.0.1"
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        """A second listener with TLS (mosquitto only), its certificates in ``workdir``."""
+        if tls:
+            assert self.kind == "mosquitto", "the TLS listener is mosquitto's"
+            make_certificates(workdir)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"broker-{self.kind}.log"
 
@@ -58,9 +86,20 @@ class Broker:
                 "allow_anonymous true\n"
                 "persistence false\n"
                 "set_tcp_nodelay true\n"
+                # Started as root, mosquitto becomes user "mosquitto", who cannot read the
+                # test's directory (its TLS files): stay who we are.
+                f"user {getpass.getuser()}\n"
                 "log_dest stderr\n"
                 "log_type error\nlog_type warning\nlog_type notice\n"
             )
+            if self.tls_port is not None:
+                with conf.open("a") as f:
+                    f.write(
+                        f"listener {self.tls_port} {self.host}\n"
+                        f"cafile {self.workdir / 'ca.crt'}\n"
+                        f"certfile {self.workdir / 'server.crt'}\n"
+                        f"keyfile {self.workdir / 'server.key'}\n"
+                    )
             path = mosquitto_path()
             assert path is not None
             return [path, "-c", str(conf)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest_asyncio
 
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
-from tests.mqtt_broker import Broker, Watcher
+from tests.mqtt_broker import Broker, Watcher, broker_kind
 from twin.app import StateHub
 from twin.exporters.mqtt import MqttExporter
 from twin.exporters.mqtt_map import MqttSettings
@@ -307,3 +308,53 @@ async def test_home_assistants_birth_message_brings_discovery_again(
         assert "object_id" not in sensor  # deprecated by Home Assistant 2025.10
     finally:
         watcher.close()
+
+
+@pytest.mark.skipif(
+    shutil.which("openssl") is None or broker_kind() != "mosquitto",
+    reason="the TLS test needs openssl and mosquitto (apt-get install openssl mosquitto)",
+)
+async def test_tls_with_the_brokers_ca_and_a_refusal_with_another(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, tls=True)
+    broker.start()
+    assert broker.tls_port is not None
+    hub = StateHub(("pack1",))
+    state = PackShadow("pack1", lfp_settings(vbalance_v=3.5, vmax_v=3.65)).feed(
+        encode_frame(sample_frame()), 0.0, 740_000
+    )
+    assert state is not None
+    hub.publish(state)
+    port = Port(lfp_settings(vbalance_v=3.5, vmax_v=3.65))
+    watcher = Watcher(broker, f"{PREFIX}/status", f"{PREFIX}x/status")
+    good = MqttExporter(
+        hub,
+        port,
+        MqttSettings(
+            port=broker.tls_port, prefix=PREFIX, tls=True, ca_file=str(tmp_path / "ca.crt")
+        ),
+        {"pack1": 16},
+    )
+    wrong = MqttExporter(
+        hub,
+        port,
+        MqttSettings(
+            port=broker.tls_port,
+            prefix=PREFIX + "x",
+            tls=True,
+            ca_file=str(tmp_path / "other-ca.crt"),
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.2,
+        ),
+        {"pack1": 16},
+    )
+    tasks = [asyncio.create_task(good.run()), asyncio.create_task(wrong.run())]
+    try:
+        await until(lambda: watcher.get(f"{PREFIX}/status") == b"online", "online over TLS")
+        await until(lambda: wrong.retry_in_s is not None, "the refusal")
+        assert not wrong.connected and watcher.get(f"{PREFIX}x/status") is None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        watcher.close()
+        broker.stop()
