@@ -80,16 +80,21 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -
         await asyncio.sleep(0.02)
 
 
+def _hub_and_port() -> tuple[StateHub, Port]:
+    """A hub with one pack's state, and the pack's port."""
+    settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
+    hub = StateHub(("pack1",))
+    state = PackShadow("pack1", settings).feed(encode_frame(sample_frame()), 0.0, 740_000)
+    assert state is not None
+    hub.publish(state)
+    return hub, Port(settings)
+
+
 class Running:
     """An exporter over one pack with a state, running as a task."""
 
     def __init__(self, broker: Broker) -> None:
-        settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
-        self.hub = StateHub(("pack1",))
-        state = PackShadow("pack1", settings).feed(encode_frame(sample_frame()), 0.0, 740_000)
-        assert state is not None
-        self.hub.publish(state)
-        self.port = Port(settings)
+        self.hub, self.port = _hub_and_port()
         settings_mqtt = MqttSettings(
             port=broker.port, prefix=PREFIX, reconnect_min_s=0.1, reconnect_max_s=0.5
         )
@@ -318,13 +323,7 @@ async def test_tls_with_the_brokers_ca_and_a_refusal_with_another(tmp_path: Path
     broker = Broker(tmp_path, tls=True)
     broker.start()
     assert broker.tls_port is not None
-    hub = StateHub(("pack1",))
-    state = PackShadow("pack1", lfp_settings(vbalance_v=3.5, vmax_v=3.65)).feed(
-        encode_frame(sample_frame()), 0.0, 740_000
-    )
-    assert state is not None
-    hub.publish(state)
-    port = Port(lfp_settings(vbalance_v=3.5, vmax_v=3.65))
+    hub, port = _hub_and_port()
     watcher = Watcher(broker, f"{PREFIX}/status", f"{PREFIX}x/status")
     good = MqttExporter(
         hub,

@@ -486,7 +486,8 @@ class MqttExporter:
     def status(self) -> str:
         """A few words for the status line."""
         if self.connected:
-            return f"mqtt up ({self.settings.host}:{self.settings.port})"
+            commands = f", {self.commands} commands" if self.commands else ""
+            return f"mqtt up ({self.settings.host}:{self.settings.port}{commands})"
         if self.retry_in_s is not None:
             return f"mqtt DOWN (retry in {self.retry_in_s:.0f} s)"
         return "mqtt connecting"

@@ -209,10 +209,6 @@ def cell_values(state: TwinState | None) -> list[dict[str, JsonValue]]:
     ]
 
 
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def _energy(energy: EnergyCounters | None) -> dict[str, JsonValue]:
     names = ("harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh")
     if energy is None:
