@@ -17,7 +17,7 @@ from tests.frames import sample_frame
 from tests.mqtt_broker import Broker, Watcher, broker_kind
 from twin.app import StateHub
 from twin.exporters.mqtt import MqttExporter
-from twin.exporters.mqtt_map import MqttSettings
+from twin.exporters.mqtt_map import CELL_KEYS, MqttSettings
 from twin.model.pin import LockState, PinGuard
 from twin.model.settings import BmsSettings, with_settings
 from twin.protocol.frame import encode_frame
@@ -93,10 +93,14 @@ def _hub_and_port() -> tuple[StateHub, Port]:
 class Running:
     """An exporter over one pack with a state, running as a task."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, *, cells: bool = True) -> None:
         self.hub, self.port = _hub_and_port()
         settings_mqtt = MqttSettings(
-            port=broker.port, prefix=PREFIX, reconnect_min_s=0.1, reconnect_max_s=0.5
+            port=broker.port,
+            prefix=PREFIX,
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.5,
+            cells=cells,
         )
         self.exporter = MqttExporter(self.hub, self.port, settings_mqtt, {"pack1": 16})
         self.task = asyncio.create_task(self.exporter.run())
@@ -357,3 +361,34 @@ async def test_tls_with_the_brokers_ca_and_a_refusal_with_another(tmp_path: Path
         await asyncio.gather(*tasks, return_exceptions=True)
         watcher.close()
         broker.stop()
+
+
+async def test_cell_topics_of_a_run_with_cells_are_cleared_when_cells_are_off(
+    broker: Broker,
+) -> None:
+    first = Running(broker)
+    try:
+        watcher = Watcher(broker, f"{PREFIX}/pack1/cell/#", client_id="cells")
+        try:
+            await until(lambda: watcher.get(f"{PREFIX}/pack1/cell/16/temp_c") is not None, "cells")
+        finally:
+            watcher.close()
+    finally:
+        await first.stop()
+    cells = [f"{PREFIX}/pack1/cell/{n}/{key}" for n in range(1, 17) for key in CELL_KEYS]
+    before = Watcher(broker, f"{PREFIX}/pack1/cell/#", client_id="before")
+    second = Running(broker, cells=False)
+    try:
+        try:
+            await until(lambda: all(before.get(t) == b"" for t in cells), "the cell topics cleared")
+        finally:
+            before.close()
+        fresh = Watcher(broker, f"{PREFIX}/#", client_id="fresh")
+        try:
+            await until(lambda: f"{PREFIX}/status" in fresh.retained, "the retained topics")
+            assert f"{PREFIX}/pack1/state" in fresh.retained
+            assert not [t for t in fresh.retained if "/cell/" in t]
+        finally:
+            fresh.close()
+    finally:
+        await second.stop()

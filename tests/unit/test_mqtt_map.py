@@ -96,6 +96,8 @@ def test_home_assistant_discovery_has_classes_units_and_state_classes() -> None:
     assert voltage["state_class"] == "measurement"
     assert voltage["state_topic"] == "twin/pack1/state"
     assert voltage["availability_topic"] == "twin/status"
+    # null renders as "None": Home Assistant's "unknown", not 0 and not a parse error.
+    assert voltage["value_template"] == "{{ value_json.pack_voltage_v }}"
     assert voltage["device"]["identifiers"] == ["twin_pack1"]
     energy = configs["homeassistant/sensor/twin_pack1_harvested_total_wh/config"]
     assert energy["device_class"] == "energy" and energy["state_class"] == "total_increasing"
@@ -106,7 +108,11 @@ def test_home_assistant_discovery_has_classes_units_and_state_classes() -> None:
     cell = configs["homeassistant/sensor/twin_pack1_cell_2_voltage/config"]
     assert cell["state_topic"] == "twin/pack1/cell/2/voltage_v"
     assert cell["enabled_by_default"] is False
-    assert len(configs) == len(ENTITIES) + 2
+    assert cell["value_template"] == "{{ value_json }}"
+    temp = configs["homeassistant/sensor/twin_pack1_cell_1_temperature/config"]
+    assert temp["device_class"] == "temperature" and temp["unit_of_measurement"] == "°C"
+    assert temp["state_topic"] == "twin/pack1/cell/1/temp_c"
+    assert len(configs) == len(ENTITIES) + 2 * 2
     # Every config names a key the state JSON has.
     _, state = _state()
     payload = pack_state(state)

@@ -202,6 +202,8 @@ class MqttExporter:
                 ]
                 if s.ha_discovery:
                     topics.append(f"{s.ha_prefix}/status")
+                if not s.cells:
+                    topics.append(f"{s.prefix}/+/cell/+/+")  # to clear a run with cells
                 await client.subscribe([(topic, s.qos) for topic in topics])
                 await self._announce(client)
                 async with asyncio.TaskGroup() as group:
@@ -345,6 +347,10 @@ class MqttExporter:
         if unit is not None:
             if retain and payload and unit not in self.units:
                 await self._clean_unit(client, unit, payload)
+            return
+        if not s.cells and self._ours(topic) and "/cell/" in topic:
+            if retain and payload:
+                await self._send(client, topic, "", retain=True)  # cells = false now
             return
         command = parse_command(s, topic, payload)
         if command is None:

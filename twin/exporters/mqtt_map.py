@@ -60,7 +60,7 @@ class MqttSettings:
     ha_discovery: bool = True
     ha_prefix: str = "homeassistant"
     ha_cells: bool = False
-    """Home Assistant sensors for each cell voltage (created disabled)."""
+    """Home Assistant sensors for each cell's voltage and temperature (created disabled)."""
     commands: bool = True
     """Settings and counter commands (with the pack's PIN)."""
     emulator_faults: bool = True
@@ -346,19 +346,24 @@ def discovery_configs(
             config["state_class"] = entity.state_class
         configs[f"{ha_prefix}/{entity.component}/{object_id}/config"] = config
     for n in range(1, cells + 1):
-        object_id = f"{node}_cell_{n}_voltage"
-        configs[f"{ha_prefix}/sensor/{object_id}/config"] = {
-            "name": f"Cell {n} voltage",
-            "unique_id": object_id,
-            "default_entity_id": f"sensor.{object_id}",
-            "state_topic": f"{base_topic}/cell/{n}/voltage_v",
-            "availability_topic": availability_topic,
-            "device_class": "voltage",
-            "unit_of_measurement": "V",
-            "state_class": "measurement",
-            "device": device,
-            "enabled_by_default": False,
-        }
+        for key, what, device_class, unit in (
+            ("voltage_v", "voltage", "voltage", "V"),
+            ("temp_c", "temperature", "temperature", "°C"),
+        ):
+            object_id = f"{node}_cell_{n}_{what}"
+            configs[f"{ha_prefix}/sensor/{object_id}/config"] = {
+                "name": f"Cell {n} {what}",
+                "unique_id": object_id,
+                "default_entity_id": f"sensor.{object_id}",
+                "state_topic": f"{base_topic}/cell/{n}/{key}",
+                "value_template": "{{ value_json }}",  # null -> "None" -> unknown
+                "availability_topic": availability_topic,
+                "device_class": device_class,
+                "unit_of_measurement": unit,
+                "state_class": "measurement",
+                "device": device,
+                "enabled_by_default": False,
+            }
     return configs
 
 
@@ -374,8 +379,10 @@ def _template(entity: Entity) -> str:
     key = entity.key
     if entity.component == "binary_sensor":
         return f"{{{{ 'ON' if value_json.{key} else 'OFF' }}}}"
-    # null (not available) becomes HA's "unknown" rather than a fake 0.
-    return f"{{{{ value_json.{key} if value_json.{key} is not none else 'unknown' }}}}"
+    # JSON null renders as "None", the payload Home Assistant's MQTT sensor takes for
+    # "unknown": not available shows as unknown, never as a fake 0 (nor as an error, which
+    # the string "unknown" would be for a numeric sensor).
+    return f"{{{{ value_json.{key} }}}}"
 
 
 # ---- commands ----------------------------------------------------------------------------
