@@ -34,6 +34,7 @@ class Port:
     def __init__(self, settings: BmsSettings) -> None:
         self.guard = PinGuard("4321")
         self.current = settings
+        self.cleared = 0
 
     def pin_guard(self, pack_id: str) -> PinGuard:
         return self.guard
@@ -43,6 +44,9 @@ class Port:
 
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
         self.current = with_settings(self.current, values)
+
+    def clear_counters(self, pack_id: str) -> None:
+        self.cleared += 1
 
 
 def _free_port() -> int:
@@ -135,6 +139,26 @@ async def test_almrst_takes_0_or_1_only(
     refused = await modbus.write_register(40070 + 20, 2, device_id=1)
     assert refused.isError() and refused.exception_code == 3
     assert exporter.refused_writes == 1
+
+
+async def test_clear_counters_takes_the_pin_first_and_1_only(
+    client: tuple[AsyncModbusTcpClient, ModbusExporter],
+) -> None:
+    modbus, exporter = client
+    port = exporter.settings_port
+    assert isinstance(port, Port)
+    locked = await modbus.write_register(178, 1, device_id=1)
+    assert locked.isError() and locked.exception_code == 3 and port.cleared == 0
+    unlock = await modbus.write_registers(220, [0, 4321], device_id=1)
+    assert not unlock.isError()
+    assert (await modbus.write_register(178, 2, device_id=1)).exception_code == 3
+    assert not (await modbus.write_register(178, 0, device_id=1)).isError()
+    assert port.cleared == 0  # 0 does nothing
+    assert not (await modbus.write_register(178, 1, device_id=1)).isError()
+    assert port.cleared == 1
+    assert (await modbus.read_holding_registers(178, count=1, device_id=1)).registers == [0]
+    fleet = await modbus.write_register(178, 1, device_id=100)
+    assert fleet.isError() and fleet.exception_code == 3
 
 
 async def test_a_busy_port_is_retried_without_stopping_anything(

@@ -297,6 +297,7 @@ class ModbusExporter:
             return ExcCodes.ILLEGAL_VALUE
         now = time.monotonic()
         settings: dict[str, float] = {}
+        clear = False
         for key, value in values.items():
             if key == "unlock":
                 refused = self._unlock(unit, int(value), now)
@@ -307,15 +308,21 @@ class ModbusExporter:
             elif key == "alarm_reset":
                 if value not in (0, 1):
                     return self._refuse(unit, f"AlmRst {value:g} is not 0 or 1")
+            elif key == "clear_counters":
+                if value not in (0, 1):
+                    return self._refuse(unit, f"clear_counters {value:g} is not 0 or 1")
+                clear = value == 1
             elif key.startswith("setting."):
                 settings[key.removeprefix("setting.")] = value
-        if settings:
+        if settings or clear:
             if unit.pack_id is None:
-                return self._refuse(unit, "the fleet unit has no settings")
+                return self._refuse(unit, "the fleet unit has no settings or counters to clear")
             guard = self.settings_port.pin_guard(unit.pack_id)
             state = guard.state(now)
             if state is not LockState.UNLOCKED:
                 return self._refuse(unit, f"settings are {state.name.lower()}: write the PIN first")
+        if settings:
+            assert unit.pack_id is not None
             try:
                 self.settings_port.apply_settings(unit.pack_id, settings)
             except ValueError as exc:
@@ -323,6 +330,10 @@ class ModbusExporter:
             log.info(
                 "modbus: unit %d (%s): settings %s written", unit.unit_id, unit.pack_id, settings
             )
+        if clear:
+            assert unit.pack_id is not None
+            self.settings_port.clear_counters(unit.pack_id)
+            log.info("modbus: unit %d (%s): energy totals cleared", unit.unit_id, unit.pack_id)
         # The registers read back what was written (settings as held, the lock state) at once.
         self.refresh(unit)
         return None

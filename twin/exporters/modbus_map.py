@@ -220,7 +220,7 @@ VALUE_KEYS = frozenset(
         "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
         "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
         "vbalance_v", "unlock", "lock_state", "lock_remaining_s", "wrong_pins",
-        "soc_max_pct", "soc_min_pct", "ctrl_hb", "alarm_reset",
+        "soc_max_pct", "soc_min_pct", "ctrl_hb", "alarm_reset", "clear_counters",
         "sunspec.charge_status", "sunspec.local_remote", "sunspec.battery_type",
         "sunspec.state", "sunspec.evt1", "sunspec.evt_vendor1", "sunspec.request_inverter",
         "sf.pack_voltage_v", "sf.capacity_wh", "sf.capacity_ah", "sf.current_a",
@@ -234,7 +234,7 @@ WRITABLE_KEYS = frozenset(
     {
         "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
         "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
-        "unlock", "ctrl_hb", "alarm_reset",
+        "unlock", "ctrl_hb", "alarm_reset", "clear_counters",
     }
 )  # fmt: skip
 
@@ -583,6 +583,7 @@ def pack_values(
         "sunspec.battery_type": 4,  # LITHIUM_ION
         "sunspec.local_remote": 1,  # LOCAL: the BMS decides; the twin takes no commands
         "alarm_reset": 0,
+        "clear_counters": 0,
         "comm_state": 2,
         "cells": [],
     }
@@ -744,6 +745,7 @@ def fleet_values(view: FleetView, pack_ids: Sequence[str], info: UnitInfo) -> di
         "sunspec.battery_type": 4,
         "sunspec.local_remote": 1,
         "alarm_reset": 0,
+        "clear_counters": 0,
         "comm_state": 1 if view.stale else 0,
         "charge_effective": view.effective_charge,
         "discharge_effective": view.effective_discharge,

@@ -39,7 +39,7 @@ class StateFeed(Protocol):
 
 
 class SettingsPort(Protocol):
-    """Remote settings writes: the PIN guard of each pack, and applying validated values."""
+    """Remote writes: the PIN guard of each pack, validated settings, clearing the counters."""
 
     def pin_guard(self, pack_id: str) -> PinGuard:
         """The pack's guard, shared by every interface."""
@@ -53,13 +53,13 @@ class SettingsPort(Protocol):
         """Apply and persist writable settings; ``ValueError`` names a value refused."""
         ...
 
-
-class CommandPort(SettingsPort, Protocol):
-    """What remote commands reach besides settings: counters and an emulated pack's faults."""
-
     def clear_counters(self, pack_id: str) -> None:
         """The app's "clear energy counters" on the pack's twin (and its emulated BMS)."""
         ...
+
+
+class CommandPort(SettingsPort, Protocol):
+    """What MQTT commands reach besides settings and counters: an emulated pack's faults."""
 
     def emulated(self, pack_id: str) -> bool:
         """The pack is an emulated chain (faults can be injected into it)."""
