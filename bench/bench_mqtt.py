@@ -31,11 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' broker helper
 
 from tests.mqtt_broker import Broker
+from tests.ports import PackPort
 from twin.app import StateHub
 from twin.config import parse_config
 from twin.emulator.simulation import World
 from twin.exporters.mqtt import MqttExporter
 from twin.exporters.mqtt_map import MqttSettings
+from twin.model.settings import BmsSettings
 from twin.protocol.shadow import PackShadow, TwinState
 
 PACKS = 8
@@ -50,46 +52,7 @@ capacity_wh = 182000
 """
 
 
-class Port:
-    """Settings, counters and faults are not exercised here: a port with nothing behind it."""
-
-    def __init__(self, settings: object) -> None:
-        self.current = settings
-
-    def pin_guard(self, pack_id: str) -> object:
-        """Not used by the benchmark."""
-        raise NotImplementedError
-
-    def settings(self, pack_id: str) -> object:
-        """The pack's settings (the settings topic)."""
-        return self.current
-
-    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
-        """Not used by the benchmark."""
-        raise NotImplementedError
-
-    def clear_counters(self, pack_id: str) -> None:
-        """Not used by the benchmark."""
-        raise NotImplementedError
-
-    def emulated(self, pack_id: str) -> bool:
-        """No faults topic."""
-        return False
-
-    def inject_fault(self, pack_id: str, name: str, params: object) -> dict[str, object]:
-        """Not used by the benchmark."""
-        raise NotImplementedError
-
-    def clear_fault(self, pack_id: str, name: str, params: object) -> list[str]:
-        """Not used by the benchmark."""
-        raise NotImplementedError
-
-    def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
-        """None."""
-        return {}
-
-
-def _states(steps: int) -> tuple[dict[str, list[TwinState]], object]:
+def _states(steps: int) -> tuple[dict[str, list[TwinState]], BmsSettings]:
     """Per pack, ``steps`` successive states after every cell has been reported once."""
     pack = parse_config(CONFIG, "bench").packs[0]
     assert pack.source.world is not None
@@ -154,7 +117,7 @@ async def run(broker: Broker, seconds: float) -> None:
         hub.publish(series[0])
     exporter = MqttExporter(
         hub,
-        Port(settings),  # type: ignore[arg-type]
+        PackPort(settings),
         MqttSettings(port=broker.port, prefix=PREFIX, refresh_s=3600.0),
         dict.fromkeys(states, CELLS),
     )

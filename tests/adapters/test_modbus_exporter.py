@@ -13,12 +13,11 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
+from tests.ports import PackPort
 from twin.app import StateHub
 from twin.config import load_register_maps
 from twin.exporters.modbus import ModbusExporter
 from twin.exporters.modbus_map import ModbusSettings
-from twin.model.pin import PinGuard
-from twin.model.settings import BmsSettings, with_settings
 from twin.protocol.frame import encode_frame
 from twin.protocol.shadow import PackShadow
 
@@ -26,27 +25,6 @@ pytestmark = pytest.mark.asyncio
 
 MAPS = load_register_maps()
 EVT1 = 40070 + 26
-
-
-class Port:
-    """A SettingsPort over one pack."""
-
-    def __init__(self, settings: BmsSettings) -> None:
-        self.guard = PinGuard("4321")
-        self.current = settings
-        self.cleared = 0
-
-    def pin_guard(self, pack_id: str) -> PinGuard:
-        return self.guard
-
-    def settings(self, pack_id: str) -> BmsSettings:
-        return self.current
-
-    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
-        self.current = with_settings(self.current, values)
-
-    def clear_counters(self, pack_id: str) -> None:
-        self.cleared += 1
 
 
 def _free_port() -> int:
@@ -68,7 +46,7 @@ async def _serve(
     port = port if port is not None else _free_port()
     exporter = ModbusExporter(
         hub,
-        Port(settings),
+        PackPort(settings),
         MAPS,
         ModbusSettings(
             port=port,
@@ -146,7 +124,7 @@ async def test_clear_counters_takes_the_pin_first_and_1_only(
 ) -> None:
     modbus, exporter = client
     port = exporter.settings_port
-    assert isinstance(port, Port)
+    assert isinstance(port, PackPort)
     locked = await modbus.write_register(178, 1, device_id=1)
     assert locked.isError() and locked.exception_code == 3 and port.cleared == 0
     unlock = await modbus.write_registers(220, [0, 4321], device_id=1)

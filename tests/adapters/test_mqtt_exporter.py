@@ -6,7 +6,7 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -15,60 +15,17 @@ import pytest_asyncio
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
 from tests.mqtt_broker import Broker, Watcher, broker_kind
+from tests.ports import PackPort
 from twin.app import StateHub
 from twin.exporters.mqtt import MqttExporter
 from twin.exporters.mqtt_map import CELL_KEYS, MqttSettings
-from twin.model.pin import LockState, PinGuard
-from twin.model.settings import BmsSettings, with_settings
+from twin.model.pin import LockState
 from twin.protocol.frame import encode_frame
 from twin.protocol.shadow import PackShadow
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 PREFIX = "adapter"
-
-
-class Port:
-    """A CommandPort over one real (not emulated) pack."""
-
-    def __init__(self, settings: BmsSettings) -> None:
-        self.guard = PinGuard("4321")
-        self.current = settings
-        self.cleared = 0
-
-    def pin_guard(self, pack_id: str) -> PinGuard:
-        return self.guard
-
-    def settings(self, pack_id: str) -> BmsSettings:
-        return self.current
-
-    def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
-        self.current = with_settings(self.current, values)
-
-    def clear_counters(self, pack_id: str) -> None:
-        self.cleared += 1
-
-    def emulated(self, pack_id: str) -> bool:
-        return False
-
-    def inject_fault(
-        self, pack_id: str, name: str, params: Mapping[str, object]
-    ) -> dict[str, object]:
-        raise AssertionError("never called for a pack that is not emulated")
-
-    def clear_fault(self, pack_id: str, name: str, params: Mapping[str, object]) -> list[str]:
-        raise AssertionError("never called for a pack that is not emulated")
-
-    def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
-        return {}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    server = Broker(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
@@ -80,14 +37,14 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -
         await asyncio.sleep(0.02)
 
 
-def _hub_and_port() -> tuple[StateHub, Port]:
+def _hub_and_port() -> tuple[StateHub, PackPort]:
     """A hub with one pack's state, and the pack's port."""
     settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
     hub = StateHub(("pack1",))
     state = PackShadow("pack1", settings).feed(encode_frame(sample_frame()), 0.0, 740_000)
     assert state is not None
     hub.publish(state)
-    return hub, Port(settings)
+    return hub, PackPort(settings)
 
 
 class Running:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,6 @@ refresh_s = 30
 reconnect_min_s = 0.2
 reconnect_max_s = 2
 """
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    server = Broker(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _prefix() -> str:
