@@ -658,21 +658,40 @@ class Service:
 
 
 async def _supervised(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run an exporter for ever: an error it did not expect is logged and it starts again.
+    """Run an exporter for ever; whatever ends it but the service's stop is logged, and it restarts.
 
     An exporter handles its own transport failures; this is the net under it, so that a bug
-    in one exporter never stops the twin or the others.
+    in one exporter never stops the twin or the others. The exporter runs in a task of its own:
+    a ``CancelledError`` that it raises without having been cancelled (a request lost or left
+    behind by asyncio, as Python 3.11's TaskGroup and ``wait_for`` do) is then told apart from
+    the service cancelling this supervisor, and an exporter that returns is restarted too.
     """
     backoff_s = 1.0
     while True:
         started = time.monotonic()
+        task = asyncio.create_task(run(), name=f"{name}:run")
         try:
-            await run()
-            return
-        except Exception:
-            log.exception(
-                "%s: stopped by an unexpected error; restarting in %.0f s", name, backoff_s
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            # The service stops: the exporter goes with it.
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        if task.cancelled():
+            log.error(
+                "%s: ended by a cancellation nobody asked for; restarting in %.0f s",
+                name,
+                backoff_s,
             )
+        elif (error := task.exception()) is not None:
+            log.error(
+                "%s: stopped by an unexpected error; restarting in %.0f s",
+                name,
+                backoff_s,
+                exc_info=error,
+            )
+        else:
+            log.error("%s: ended by itself; restarting in %.0f s", name, backoff_s)
         if time.monotonic() - started > 60.0:
             backoff_s = 1.0
         await asyncio.sleep(backoff_s)

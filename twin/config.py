@@ -281,6 +281,7 @@ class MqttModel(_Model):
     emulator_faults: bool = True
     reconnect_min_s: float = Field(default=1.0, gt=0.0, le=3600.0)
     reconnect_max_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
 
 
 class ConfigModel(_Model):
@@ -503,6 +504,7 @@ def _mqtt(
         emulator_faults=model.emulator_faults,
         reconnect_min_s=model.reconnect_min_s,
         reconnect_max_s=model.reconnect_max_s,
+        protocol=model.protocol,
     )
 
 

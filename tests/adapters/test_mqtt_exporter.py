@@ -50,7 +50,7 @@ def _hub_and_port() -> tuple[StateHub, PackPort]:
 class Running:
     """An exporter over one pack with a state, running as a task."""
 
-    def __init__(self, broker: Broker, *, cells: bool = True) -> None:
+    def __init__(self, broker: Broker, *, cells: bool = True, timeout_s: float = 10.0) -> None:
         self.hub, self.port = _hub_and_port()
         settings_mqtt = MqttSettings(
             port=broker.port,
@@ -58,6 +58,7 @@ class Running:
             reconnect_min_s=0.1,
             reconnect_max_s=0.5,
             cells=cells,
+            timeout_s=timeout_s,
         )
         self.exporter = MqttExporter(self.hub, self.port, settings_mqtt, {"pack1": 16})
         self.task = asyncio.create_task(self.exporter.run())
@@ -230,6 +231,65 @@ async def test_a_retained_command_is_not_carried_out(broker: Broker) -> None:
         setter.publish(f"{PREFIX}/pack1/set/vmax_v", "", retain=True)
         setter.close()
         await twin.stop()
+
+
+async def test_a_command_published_retained_while_connected_is_refused_and_cleared(
+    broker: Broker, running: Running
+) -> None:
+    # MQTT 5 "retain as published": a live command keeps its retain flag, so it is told apart.
+    if broker.kind != "mosquitto":
+        pytest.skip("MQTT 5 needs mosquitto (amqtt speaks 3.1.1 only)")
+    watcher = Watcher(broker, f"{PREFIX}/pack1/result", client_id="setter")
+    try:
+        watcher.publish(
+            f"{PREFIX}/pack1/set/vmax_v", {"value": 3.6, "pin": "4321", "id": 7}, retain=True
+        )
+        await until(lambda: watcher.json(f"{PREFIX}/pack1/result") is not None, "a result")
+        result = watcher.json(f"{PREFIX}/pack1/result")
+        assert result["ok"] is False and "retained" in result["error"] and result["id"] == 7
+        assert running.port.current.vmax_v == 3.65
+        assert running.port.guard.wrong_total == 0
+    finally:
+        watcher.close()
+    # ... and cleared from the broker: a later subscriber finds no stored command.
+    late = Watcher(broker, f"{PREFIX}/pack1/set/#", client_id="late")
+    try:
+        await until(lambda: f"{PREFIX}/pack1/set/vmax_v" not in late.retained, "cleared")
+        await asyncio.sleep(0)  # let paho deliver anything the broker still held
+        assert late.get(f"{PREFIX}/pack1/set/vmax_v") in (None, b"")
+    finally:
+        late.close()
+
+
+async def test_deeply_nested_json_gets_a_refusal(broker: Broker, running: Running) -> None:
+    watcher = Watcher(broker, f"{PREFIX}/pack1/result", client_id="nested")
+    try:
+        watcher.publish(f"{PREFIX}/pack1/set/vmax_v", "[" * 2000 + "]" * 2000)
+        await until(lambda: watcher.json(f"{PREFIX}/pack1/result") is not None, "a result")
+        result = watcher.json(f"{PREFIX}/pack1/result")
+        assert result["ok"] is False and "nested" in result["error"]
+        nested = {"value": {"deeper": [1, {"x": 2}]}, "pin": "4321", "id": 3}
+        watcher.publish(f"{PREFIX}/pack1/set/vmax_v", nested)
+        await until(lambda: watcher.json(f"{PREFIX}/pack1/result").get("id") == 3, "result 3")
+        assert "is not a number" in watcher.json(f"{PREFIX}/pack1/result")["error"]
+        assert running.exporter.connected and not running.task.done()
+    finally:
+        watcher.close()
+
+
+async def test_a_broker_that_speaks_only_3_1_1_is_used_with_3_1_1(tmp_path: Path) -> None:
+    server = Broker(tmp_path, kind="amqtt")
+    server.start()
+    watcher = Watcher(server, f"{PREFIX}/#", client_id="old")
+    twin = Running(server, timeout_s=2.0)
+    try:
+        # amqtt never answers an MQTT 5 connect with a will: after the timeout, 3.1.1.
+        await until(lambda: watcher.get(f"{PREFIX}/status") == b"online", "online over 3.1.1")
+        assert twin.exporter._v5 is False
+    finally:
+        watcher.close()
+        await twin.stop()
+        server.stop()
 
 
 async def test_a_broker_that_is_not_there_yet_is_retried_until_it_is(tmp_path: Path) -> None:

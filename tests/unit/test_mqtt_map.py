@@ -67,7 +67,12 @@ def test_stale_data_shows_in_the_state_not_as_a_silent_freeze() -> None:
     assert payload["charge_effective"] is False
     assert payload["charge_current_limit_a"] == 0.0
     assert all(c["voltage_v"] is None for c in cell_values(stale))
-    assert pack_state(None) == {"stale": True, "comm_error": True}
+    # Before the first snapshot: every key a template reads, null where nothing is known.
+    before = pack_state(None)
+    assert tuple(before) == PACK_KEYS
+    assert before["stale"] is True and before["warning_e"] is True
+    assert before["charge_effective"] is False and before["discharge_effective"] is False
+    assert before["pack_voltage_v"] is None and before["soc_pct"] is None
 
 
 def test_cells_and_the_fleet() -> None:
@@ -125,7 +130,8 @@ def test_the_fleet_device_leaves_out_pack_only_entities() -> None:
     assert not any("min_cell_voltage" in topic for topic in configs)
     assert any("soc_pct" in topic for topic in configs)
     payload = fleet_state(fleet_view({}, ("pack1",)))
-    assert payload == {
+    assert tuple(payload) == FLEET_KEYS
+    assert {k: v for k, v in payload.items() if v is not None} == {
         "stale": True,
         "complete": False,
         "charge_effective": False,

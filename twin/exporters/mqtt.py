@@ -26,10 +26,13 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from twin.exporters.mqtt_map import (
     CELL_KEYS,
@@ -95,6 +98,8 @@ class MqttExporter:
         self._seen: dict[str, object] = {}
         """Per unit, the snapshot last published (unchanged ones are skipped)."""
         self._publish_lock = asyncio.Lock()
+        self._v5 = settings.protocol != "3.1.1"
+        """MQTT 5 now ("auto" falls back to 3.1.1 once a broker refuses it)."""
         self._discovery: dict[str, dict[str, Any]] = {}
         if settings.ha_discovery:
             for pack_id in feed.pack_ids:
@@ -128,8 +133,29 @@ class MqttExporter:
         while True:
             try:
                 await self._session()
-            except* _LINK_ERRORS as group:
-                reason = "; ".join(str(e) or type(e).__name__ for e in group.exceptions)
+            except MqttConnectError as exc:
+                if self._v5 and s.protocol == "auto" and _refuses_v5(exc):
+                    self._fall_back_to_3_1_1(str(exc))
+                    continue
+                log.warning(
+                    "mqtt: the broker %s:%d refused the connection (%s); retrying in %.1f s",
+                    s.host,
+                    s.port,
+                    exc,
+                    backoff_s,
+                )
+            except _LINK_ERRORS as exc:
+                reason = str(exc) or type(exc).__name__
+                if (
+                    self._v5
+                    and s.protocol == "auto"
+                    and not self.connected
+                    and isinstance(exc, aiomqtt.MqttError)
+                    and reason == "Operation timed out"
+                ):
+                    # The socket connected, the broker never answered the MQTT 5 CONNECT
+                    # (amqtt 0.12 chokes on its will properties): try 3.1.1 next.
+                    self._fall_back_to_3_1_1("no answer to an MQTT 5 connect")
                 if self.connected:
                     log.warning("mqtt: lost the broker %s:%d (%s)", s.host, s.port, reason)
                     backoff_s = s.reconnect_min_s
@@ -149,12 +175,24 @@ class MqttExporter:
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, s.reconnect_max_s)
 
+    def _fall_back_to_3_1_1(self, why: str) -> None:
+        s = self.settings
+        log.warning(
+            "mqtt: the broker %s:%d does not speak MQTT 5 (%s): using 3.1.1, with which a "
+            "command published with the retain flag while the twin is connected is carried out",
+            s.host,
+            s.port,
+            why,
+        )
+        self._v5 = False
+
     def _client(self) -> aiomqtt.Client:
         s = self.settings
         return aiomqtt.Client(
             s.host,
             s.port,
             identifier=s.client_id or f"twin-{object_prefix(s.prefix)}-{os.getpid()}",
+            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
             username=s.username,
             password=s.password,
             will=aiomqtt.Will(s.status_topic, "offline", qos=s.qos, retain=True),
@@ -194,8 +232,8 @@ class MqttExporter:
                 self._last.clear()
                 self._last_text.clear()
                 self._seen.clear()
+                commands = command_subscriptions(s)
                 topics = [
-                    *command_subscriptions(s),
                     f"{s.prefix}/+/state",
                     f"{s.ha_prefix}/sensor/+/config",
                     f"{s.ha_prefix}/binary_sensor/+/config",
@@ -204,11 +242,9 @@ class MqttExporter:
                     topics.append(f"{s.ha_prefix}/status")
                 if not s.cells:
                     topics.append(f"{s.prefix}/+/cell/+/+")  # to clear a run with cells
-                await client.subscribe([(topic, s.qos) for topic in topics])
+                await client.subscribe(self._subscriptions(commands, topics))
                 await self._announce(client)
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._follow(client))
-                    group.create_task(self._receive(client))
+                await _until_one_ends(self._follow(client), self._receive(client))
             finally:
                 # A clean stop says goodbye itself (the broker sends the will only when the
                 # connection dies); a lost link has nothing left to send it on.
@@ -216,6 +252,21 @@ class MqttExporter:
                     with contextlib.suppress(*_LINK_ERRORS, TimeoutError):
                         async with asyncio.timeout(2.0):
                             await client.publish(s.status_topic, "offline", s.qos, retain=True)
+
+    def _subscriptions(self, commands: list[str], others: list[str]) -> list[tuple[str, Any]]:
+        """The topic filters with their options.
+
+        With MQTT 5 the command filters ask for "retain as published": a command published
+        with the retain flag keeps it even when it arrives live, and is refused (a stored
+        command would run again at every reconnect). The other filters keep the usual rule
+        (the flag marks what the broker hands over at subscription).
+        """
+        qos = self.settings.qos
+        if not self._v5:
+            return [(topic, qos) for topic in (*commands, *others)]
+        return [(t, SubscribeOptions(qos=qos, retainAsPublished=True)) for t in commands] + [
+            (t, SubscribeOptions(qos=qos)) for t in others
+        ]
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Discovery configs, the whole state, then ``online`` (the state is complete by then)."""
@@ -353,13 +404,16 @@ class MqttExporter:
                 await self._send(client, topic, "", retain=True)  # cells = false now
             return
         command = parse_command(s, topic, payload)
-        if command is None:
-            return
+        if command is None or (retain and not payload):
+            return  # not a command, or a retained command being cleared
         if retain:
-            # Stored commands would run again at every reconnect: refuse them.
+            # A stored command would run again at every reconnect: refuse it, and clear it
+            # from the broker so that it is not refused again at each one.
+            log.warning("mqtt: a retained command on %s refused and cleared", topic)
             await self._result(
                 client, command, ok=False, message="a retained command is not carried out"
             )
+            await self._send(client, topic, "", retain=True)
             return
         self.commands += 1
         try:
@@ -370,6 +424,15 @@ class MqttExporter:
             why = str(exc).strip("'")
             log.warning("mqtt: %s on %s refused: %s", command.label, command.unit, why)
             await self._result(client, command, ok=False, message=why)
+            return
+        except _LINK_ERRORS:
+            raise
+        except Exception as exc:
+            # A bug: the sender still gets an answer, and the link stays up.
+            log.exception("mqtt: %s on %s failed", command.label, command.unit)
+            await self._result(
+                client, command, ok=False, message=f"internal error ({type(exc).__name__})"
+            )
             return
         log.info("mqtt: %s on %s: %s", command.label, command.unit, message)
         await self._result(client, command, ok=True, message=message, **extra)
@@ -497,6 +560,32 @@ class MqttExporter:
         if self.retry_in_s is not None:
             return f"mqtt DOWN (retry in {self.retry_in_s:.0f} s)"
         return "mqtt connecting"
+
+
+def _refuses_v5(error: MqttConnectError) -> bool:
+    """A broker's answer to an MQTT 5 connect that means "I speak an older version"."""
+    rc = error.rc
+    return rc == 1 or (isinstance(rc, ReasonCode) and rc.value == 132)
+
+
+async def _until_one_ends(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run ``coros`` as tasks until the first one ends; cancel the others; raise its error.
+
+    Not a ``TaskGroup``: in Python 3.11 a TaskGroup whose child fails while the parent waits in
+    ``__aexit__`` cancels the parent task and never takes that request back (``uncancel``), so
+    the exporter's task stayed "cancelling" after every lost link, ``_raise_if_cancelled``
+    mistook it for a stop and the exporter ended silently at the first broker outage.
+    """
+    tasks = [asyncio.ensure_future(coro) for coro in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 def _raise_if_cancelled() -> None:

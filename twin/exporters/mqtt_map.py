@@ -67,6 +67,10 @@ class MqttSettings:
     """Fault injection into emulated packs (no PIN: an emulated pack has no hardware)."""
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
+    protocol: str = "auto"
+    """``"5"``, ``"3.1.1"``, or ``"auto"``: MQTT 5, and 3.1.1 with a broker that refuses it.
+    Only MQTT 5 tells a command published with the retain flag while the twin is connected
+    ("retain as published"); with 3.1.1 such a command is seen as live and carried out."""
 
     @property
     def status_topic(self) -> str:
@@ -79,16 +83,29 @@ class MqttSettings:
 
 
 def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
-    """The JSON state of one pack (``None`` before its first snapshot: only ``stale``)."""
+    """The JSON state of one pack.
+
+    Before its first snapshot (``None``) every key is there, as null where nothing is known:
+    a consumer (a Home Assistant template) reads the same keys from the first message on, and
+    the warning and relays read as a stale pack's (E, both relays off).
+    """
     if state is None:
-        return {"stale": True, "comm_error": True}
+        values: dict[str, JsonValue] = dict.fromkeys(PACK_KEYS)
+        values.update(
+            stale=True,
+            comm_error=True,
+            warning_e=True,
+            charge_effective=False,
+            discharge_effective=False,
+        )
+        return values
     logic = state.logic
     fresh = logic is not None and not state.stale
     inputs = logic.inputs if logic is not None and fresh else None
     warnings = state.warnings
     limits = state.limits
     age = state.data_age_s
-    values: dict[str, JsonValue] = {
+    values = {
         "stale": state.stale,
         "comm_error": state.comm_error,
         "data_age_s": None if age is None else round(age, 1),
@@ -161,7 +178,7 @@ def fleet_state(view: FleetView) -> dict[str, JsonValue]:
         "discharge_effective": view.effective_discharge,
     }
     if fleet is None:
-        return values
+        return dict.fromkeys(FLEET_KEYS) | values
     fresh = not view.stale
     limits = fleet.limits
     values.update(
@@ -461,6 +478,8 @@ def parse_command(settings: MqttSettings, topic: str, payload: bytes) -> Command
             data = json.loads(text)
         except ValueError as exc:
             return Command(unit, kind, name, {}, f"the payload is not JSON ({exc})")
+        except RecursionError:
+            return Command(unit, kind, name, {}, "the payload's JSON is nested too deeply")
     if not isinstance(data, dict):
         return Command(unit, kind, name, {}, "the payload is not a JSON object")
     return Command(unit, kind, name, data)
