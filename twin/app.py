@@ -131,8 +131,14 @@ class Timeline:
         return self._anchor_s + max(0.0, wall_s - self._wall_s) * self.rate
 
 
-def restored_settings(config: PackConfig, memory: PackMemory | None) -> BmsSettings:
-    """The config's settings with the remotely written ones from the store, if still valid."""
+def restored_settings(
+    config: PackConfig, memory: PackMemory | None, store: StateStore | None = None
+) -> BmsSettings:
+    """The config's settings with the remotely written ones from the store, if still valid.
+
+    Stored settings that do not fit the configuration are refused with a warning (the file is
+    copied aside first: the next save replaces it) and the config's are used.
+    """
     if memory is None or not memory.settings:
         return config.settings
     try:
@@ -144,6 +150,8 @@ def restored_settings(config: PackConfig, memory: PackMemory | None) -> BmsSetti
             dict(memory.settings),
             exc,
         )
+        if store is not None:
+            store.keep_copy(f"{config.pack_id}'s settings refused")
         return config.settings
 
 
@@ -580,6 +588,13 @@ class Service:
         memories = self.store.load()
         if memories:
             log.info("restored %s from %s", ", ".join(sorted(memories)), self.store.path)
+        for config in self.config.packs:
+            memory = memories.get(config.pack_id)
+            if memory is not None and memory.settings:
+                # Settings the configuration cannot take are refused once, here (a copy of the
+                # file is kept aside); the pack starts with its configured ones.
+                if restored_settings(config, memory, self.store) is config.settings:
+                    memories[config.pack_id] = dataclasses.replace(memory, settings={})
         now = dt.datetime.now().astimezone()
         self.packs = [
             build_runtime(p, memories.get(p.pack_id), speed=self.options.speed, now=now)

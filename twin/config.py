@@ -9,6 +9,7 @@ example (``twin config --example``) and the embedded default that ``twin run`` u
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from twin.emulator.chain import ChainSpec, SensorFault
 from twin.emulator.simulation import (
@@ -66,6 +74,7 @@ from twin.model.pack import CellOverride, PackSpec, Spread
 from twin.model.plant import ChargerSpec, InverterSpec, LoadSpec, PlantSpec, SolarSpec
 from twin.model.sensor import SensorErrors
 from twin.model.settings import (
+    CAPACITY_WH_RANGE,
     CHEMISTRY_THRESHOLDS,
     BmsSettings,
     Chemistry,
@@ -95,7 +104,9 @@ CurvePoints = list[tuple[float, Annotated[float, Field(ge=0.0, le=1.0)]]]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 class CurrentSensorModel(_Model):
@@ -175,7 +186,7 @@ class PackModel(_Model):
     tmax_c: Temperature = 55.0
     charge_restart_pct: Percent = 90.0
     discharge_restart_pct: Percent = 10.0
-    capacity_wh: float = Field(gt=0.0, le=100_000_000.0)
+    capacity_wh: float = Field(ge=CAPACITY_WH_RANGE[0], le=CAPACITY_WH_RANGE[1])
     mode: RelayMode | None = None
     message_period_s: float | None = None
     solar_peak_kw: float = Field(default=0.0, ge=0.0, le=100_000.0)
@@ -212,11 +223,32 @@ class StoreModel(_Model):
     save_interval_s: float = Field(default=30.0, ge=1.0, le=86_400.0)
 
 
+#: A host name (RFC 1123 labels); an all-numeric dotted name must be a real IPv4 address.
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def _check_host(value: str) -> str:
+    """``value`` if it is an IP address or a host name; ``ValueError`` names it otherwise."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        numeric = all(label.isdigit() for label in value.rstrip(".").split("."))
+        if numeric or not _HOST_NAME.match(value):
+            raise ValueError(f"{value!r} is not an IP address or a host name") from None
+    return value
+
+
+Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
+
+
 class ModbusModel(_Model):
     """``[modbus]``: the Modbus TCP server."""
 
     enabled: bool = True
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: Host = "127.0.0.1"
     port: int = Field(default=5020, ge=1, le=65535)
     fleet_unit_id: int | None = Field(default=100, ge=1, le=247)
     unit_ids: dict[str, Annotated[int, Field(ge=1, le=247)]] = Field(default_factory=dict)
@@ -242,6 +274,15 @@ class CanModel(_Model):
     heartbeat_action: HeartbeatAction = HeartbeatAction.LOG
     silent_until_inverter: bool = False
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _finite_options(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, option in value.items():
+                if isinstance(option, float) and not math.isfinite(option):
+                    raise ValueError(f"{name} = {option!r} is not a finite number")
+        return value
+
     @field_validator("manufacturer")
     @classmethod
     def _ascii(cls, value: str | None) -> str | None:
@@ -258,7 +299,7 @@ class MqttModel(_Model):
     """``[mqtt]``: the MQTT exporter (present = enabled, unless ``enabled = false``)."""
 
     enabled: bool = True
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: Host = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
     username: str | None = Field(default=None, min_length=1)
@@ -398,6 +439,18 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
 
 
+def _serial_cable(source: SourceModel) -> str | None:
+    """What names the cable of a serial source (None: not a serial source)."""
+    if source.kind != "serial":
+        return None
+    port = source.port or "auto"
+    if port != "auto":
+        return f"port {port!r}"
+    if source.usb_serial is not None:
+        return f"the cable with usb_serial {source.usb_serial!r}"
+    return "port 'auto' without usb_serial"
+
+
 _M = typing.TypeVar("_M", bound=BaseModel)
 
 
@@ -424,11 +477,20 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
     model = _validate(ConfigModel, text, source)
     packs: list[PackConfig] = []
     seen: set[str] = set()
+    cables: dict[str, str] = {}
     for index, pack in enumerate(model.pack):
         where = f"pack[{index}]"
         if pack.id in seen:
             raise ConfigError(f"{source}: {where}.id: {pack.id!r} is used by another pack")
         seen.add(pack.id)
+        cable = _serial_cable(pack.source)
+        if cable is not None:
+            if cable in cables:
+                raise ConfigError(
+                    f"{source}: {where}.source: {cable} is already the source of pack "
+                    f"{cables[cable]!r} (one serial port feeds one pack)"
+                )
+            cables[cable] = pack.id
         try:
             packs.append(_pack_config(pack, where, base_dir or Path.cwd()))
         except ConfigError as exc:
@@ -1015,6 +1077,16 @@ def _describe(error: Any, root: type[BaseModel] = ConfigModel) -> str:
         return f"{where}: {given!r} is not allowed (allowed: {allowed})"
     if kind == "string_pattern_mismatch":
         return f"{where}: {given!r} does not match {error['ctx']['pattern']}"
+    if kind == "value_error" and "error" in error.get("ctx", {}):
+        return f"{where}: {error['ctx']['error']}"
+    if kind == "finite_number":
+        return f"{where}: {given!r} is not a finite number"
+    if kind == "too_long" and isinstance(given, list | dict | str):
+        most = error.get("ctx", {}).get("max_length")
+        return f"{where}: {len(given)} given, at most {most} allowed"
+    if kind == "too_short" and isinstance(given, list | dict | str):
+        least = error.get("ctx", {}).get("min_length")
+        return f"{where}: {len(given)} given, at least {least} needed"
     if kind == "string_type" and isinstance(given, int | float):
         return f'{where}: {given!r} must be text in quotes ("{given}")'
     hint = f" (allowed {allowed})" if allowed else ""

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import TwinError
 from twin.model.energy import EnergyCounters
-from twin.model.settings import WRITABLE_SETTINGS
+from twin.model.settings import WRITABLE_SETTINGS, writable_value_problem
 from twin.model.soc import SocState
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,10 @@ def _from_model(model: _PackModel) -> PackMemory:
     unknown = sorted(set(model.settings) - set(WRITABLE_SETTINGS))
     if unknown:
         raise ValueError(f"settings {', '.join(unknown)} are not writable settings")
+    for name, value in model.settings.items():
+        problem = writable_value_problem(name, value)
+        if problem is not None:
+            raise ValueError(f"impossible setting: {problem}")
     e = model.energy
     return PackMemory(
         soc=SocState(model.soc_pct, model.soc_calibrated, model.time_since_full_s),
@@ -146,6 +150,23 @@ class StateStore:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._keep_aside(reason)
             return {}
+
+    def keep_copy(self, reason: str) -> Path | None:
+        """Copy the file aside as ``<name>.rejected-<UTC time>`` (it stays in place).
+
+        For a file that reads well but holds values the configuration cannot take (settings
+        that do not fit the pack): the twin uses its configuration, and the next save replaces
+        the file, so the rejected values are kept for whoever wants to see them.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.rejected-{stamp}")
+        try:
+            target.write_bytes(self.path.read_bytes())
+        except OSError as exc:
+            log.warning("state file %s (%s) cannot be copied aside: %s", self.path, reason, exc)
+            return None
+        log.warning("state file %s: %s: a copy is kept as %s", self.path, reason, target.name)
+        return target
 
     def _keep_aside(self, reason: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

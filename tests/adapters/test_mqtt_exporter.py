@@ -165,6 +165,7 @@ async def test_bad_commands_are_refused_with_the_reason(broker: Broker, running:
             ("pack1/set/vmax_v", {"value": 3.6}, 'no "pin"'),
             ("pack1/set/vmax_v", {"value": 9.9, "pin": "4321"}, "vmax_v"),
             ("pack1/set/cell_count", {"value": 4, "pin": "4321"}, "not a writable setting"),
+            ("pack1/set/capacity_wh", {"value": 1e300, "pin": "4321"}, "what the UART frame"),
             ("pack1/cmd/reboot", {"pin": "4321"}, "no command 'reboot'"),
             ("pack1/emulator/fault/break-chain", {}, "not an emulated pack"),
         ]

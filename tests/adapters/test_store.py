@@ -91,3 +91,30 @@ def test_a_path_that_is_a_directory_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "state.json").mkdir()
     with pytest.raises(StoreError, match="cannot be written"):
         StateStore(tmp_path / "state.json").save({"pack1": MEMORY})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("capacity_wh", 1e300), ("capacity_wh", 6_553_600.0), ("vmax_v", 9.0), ("tmax_c", 500.0)],
+)
+def test_a_file_holding_an_impossible_setting_is_kept_aside(
+    tmp_path: Path, name: str, value: float
+) -> None:
+    path = tmp_path / "state.json"
+    store = StateStore(path)
+    store.save({"pack1": MEMORY})
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["packs"]["pack1"]["settings"][name] = value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert store.load() == {}
+    assert store.kept_aside is not None
+    kept = json.loads(store.kept_aside.read_text(encoding="utf-8"))
+    assert kept["packs"]["pack1"]["settings"][name] == value
+
+
+def test_a_copy_is_kept_of_a_file_whose_settings_are_refused(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save({"pack1": MEMORY})
+    copy = store.keep_copy("pack1's settings refused")
+    assert copy is not None and copy.name.startswith("state.json.rejected-")
+    assert copy.read_bytes() == store.path.read_bytes()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.service import TWIN, TwinProcess, wait_until, write_config
+from tests.e2e.modbus_raw import RawModbus
+from tests.e2e.service import TWIN, TwinProcess, free_port, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +96,36 @@ def test_a_config_error_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cells" in lines[0] and "300" in lines[0]
     assert not (tmp_path / "state.json").exists()
+
+
+def test_an_impossible_capacity_is_refused_everywhere_and_never_sticks(tmp_path: Path) -> None:
+    # The UART frame holds at most 6,553.5 kWh: a larger capacity used to be accepted over
+    # Modbus, saved, and then broke the emulated pack on every retry, even after a restart.
+    port = free_port()
+    config = write_config(tmp_path, save_interval_s=1, port=port)
+    state = tmp_path / "state.json"
+    with TwinProcess(config) as twin:
+        twin.wait_for_message("receiving frames")
+        with RawModbus(port) as raw:
+            assert raw.write_multiple(1, 220, [0, 4321]) is None  # the PIN
+            assert raw.write_multiple(1, 206, [0xFFFF, 0xFFFE]) == 3  # 4.3 GWh: refused
+            assert raw.write_multiple(1, 206, [0x0063, 0xFFFF]) == 3  # 6,553,599 Wh: refused
+            assert raw.write_multiple(1, 206, [0x0063, 0xFF9C]) is None  # 6,553,500 Wh: the top
+            assert raw.read_holding(1, 206, 2) == [0x0063, 0xFF9C]
+        twin.wait_for_log(lambda e: "capacity_wh" in str(e.get("message")))
+        assert twin.stop() == 0
+    # A state file holding an impossible capacity (written by an older twin, or by hand).
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    saved["packs"]["pack1"]["settings"]["capacity_wh"] = 1e300
+    state.write_text(json.dumps(saved), encoding="utf-8")
+    with TwinProcess(config) as twin:
+        entry = twin.wait_for_message("impossible setting")
+        assert entry["level"] == "warning" and "capacity_wh" in entry["message"]
+        twin.wait_for_message("receiving frames")
+        with RawModbus(port) as raw:
+            registers = raw.read_holding(1, 206, 2)
+            assert registers == [0, 5734]  # the configuration's capacity
+            assert raw.read_holding(1, 131, 1) == [0]  # no E: frames flow
+        assert twin.stop() == 0
+    kept = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(kept) == 1 and "1e+300" in kept[0].read_text(encoding="utf-8")

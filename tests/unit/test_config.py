@@ -298,3 +298,58 @@ def test_a_pack_cannot_be_called_fleet_with_mqtt() -> None:
     base = BASE.replace('id = "p1"', 'id = "fleet"')
     assert "'fleet': MQTT publishes the fleet aggregate" in error_of(cfg("[mqtt]\n", base))
     assert parse_config(cfg("", base), "t").mqtt is None  # without MQTT the name is free
+
+
+# ---- holes found by black-box testing: each one line, never accepted ----------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            '[modbus]\nhost = "999.1.1.1"\n',
+            "modbus.host: '999.1.1.1' is not an IP address or a host name",
+        ),
+        ('[mqtt]\nhost = "bad host!"\n', "mqtt.host: 'bad host!' is not an IP address"),
+        (
+            "[pack.limits]\ncharge_taper = [[3.4, nan], [3.5, 0.0]]\n",
+            "pack[0].limits.charge_taper[0][1]: nan is not a finite number",
+        ),
+        ("[can]\noptions = { hop_limit = nan }\n", "can.options: hop_limit = nan is not a finite"),
+        ("capacity_wh = 1e8\n", "pack[0].capacity_wh: 100000000.0 is out of range"),
+        (
+            "charge_restart_pct = 5\ndischarge_restart_pct = 20\n",
+            "charge_restart_pct 5 must be above discharge_restart_pct 20",
+        ),
+    ],
+)
+def test_black_box_holes_are_one_line_errors(extra: str, expected: str) -> None:
+    text = BASE.replace("capacity_wh = 5000\n", "") if "capacity_wh" in extra else BASE
+    assert expected in error_of(cfg(extra, text))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "broker.lan", "my-host"])
+def test_good_hosts_are_accepted(host: str) -> None:
+    assert parse_config(cfg(f'[modbus]\nhost = "{host}"\n'), "t").modbus is not None
+
+
+def test_two_packs_on_one_serial_port_are_refused() -> None:
+    serial = '[pack.source]\nkind = "serial"\nport = "/dev/ttyUSB0"\n'
+    text = BASE + serial + BASE.replace('"p1"', '"p2"') + serial
+    assert "pack[1].source: port '/dev/ttyUSB0' is already the source of pack 'p1'" in error_of(
+        text
+    )
+    auto = '[pack.source]\nkind = "serial"\n'
+    assert "port 'auto' without usb_serial" in error_of(
+        BASE + auto + BASE.replace('"p1"', '"p2"') + auto
+    )
+    told_apart = [
+        f'[pack.source]\nkind = "serial"\nusb_serial = "{serial_no}"\n' for serial_no in "AB"
+    ]
+    text = BASE + told_apart[0] + BASE.replace('"p1"', '"p2"') + told_apart[1]
+    assert len(parse_config(text, "t").packs) == 2
+
+
+def test_65_packs_say_at_most_64_in_one_line() -> None:
+    text = "".join(BASE.replace('"p1"', f'"p{i}"') for i in range(65))
+    assert error_of(text) == "t.toml: pack: 65 given, at most 64 allowed"

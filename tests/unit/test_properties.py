@@ -111,7 +111,7 @@ def test_energy_in_minus_out_matches_the_battery_energy(
     st.booleans(),
     st.floats(0.0, 100.0),
     st.sampled_from(list(RelayMode)),
-    st.sampled_from([0.0, 10.0, 90.0, 100.0]),
+    st.sampled_from([1.0, 10.5, 90.0, 100.0]),
 )
 def test_the_fast_relay_decision_is_the_tables_decision(
     inputs: BmsInputs,
@@ -121,7 +121,11 @@ def test_the_fast_relay_decision_is_the_tables_decision(
     mode: RelayMode,
     restart_pct: float,
 ) -> None:
-    settings = lfp_settings(mode=mode, charge_restart_pct=restart_pct)
+    # The discharge restart stays below the charge restart (the settings refuse the rest).
+    discharge_pct = min(10.0, restart_pct - 1.0)
+    settings = lfp_settings(
+        mode=mode, charge_restart_pct=restart_pct, discharge_restart_pct=discharge_pct
+    )
     # Exact threshold values as well: the comparisons must be the tables' own (< vs <=).
     for reading_ in (
         inputs,
@@ -129,7 +133,7 @@ def test_the_fast_relay_decision_is_the_tables_decision(
         inputs.replace(min_cell_voltage_v=3.40, max_cell_voltage_v=3.70),
         inputs.replace(min_temp_c=0.0, max_temp_c=55.0),
     ):
-        for soc in (soc_pct, restart_pct, 10.0):
+        for soc in (soc_pct, restart_pct, discharge_pct):
             assert decide_relays_fast(
                 previous_charge, previous_discharge, reading_, soc, settings
             ) == decide_relays(previous_charge, previous_discharge, reading_, soc, settings)

@@ -66,6 +66,10 @@ CELL_VOLTAGE_RANGE_V: dict[Generation, tuple[float, float]] = {
 TEMPERATURE_RANGE_C = (-40.0, 85.0)
 #: Cells in one chain, both generations.
 CELL_COUNT_RANGE = (2, 255)
+#: The battery capacity setting (Wh): what the UART frame carries (bytes 49-50, u16 x 0.1 kWh:
+#: 0.1 kWh .. 6,553.5 kWh). The Modbus register (u32 Wh) and the stored energy (u24 Wh, at most
+#: the capacity) hold all of it; one bound for the configuration, Modbus, MQTT and the store.
+CAPACITY_WH_RANGE = (100.0, 6_553_500.0)
 
 #: Gen2 V-bypass values settable with option switches 2, 6 and 7.
 GEN2_VBALANCE_VALUES_V = (3.4, 3.5, 3.6, 3.7, 4.0, 4.1, 4.2, 4.3)
@@ -248,8 +252,19 @@ class BmsSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 100.0:
                 raise ValueError(f"{name} {value} is out of range (0..100)")
-        if not self.capacity_wh > 0:
-            raise ValueError(f"capacity_wh {self.capacity_wh} must be > 0")
+        lo_c, hi_c = CAPACITY_WH_RANGE
+        if not lo_c <= self.capacity_wh <= hi_c:
+            raise ValueError(
+                f"capacity_wh {self.capacity_wh:g} Wh is out of range ({lo_c:.0f}..{hi_c:.0f} Wh, "
+                "what the UART frame carries)"
+            )
+        if not self.discharge_restart_pct < self.charge_restart_pct:
+            raise ValueError(
+                f"charge_restart_pct {self.charge_restart_pct:g} must be above "
+                f"discharge_restart_pct {self.discharge_restart_pct:g}: otherwise a pack that "
+                "ran full and then empty keeps both relays off for ever (charging waits for SOC "
+                "below the first, the load for SOC at or above the second)"
+            )
         if self.message_period_s not in (0.5, 1.0):
             raise ValueError(f"message_period_s {self.message_period_s} is not 0.5 or 1.0")
         if not 50.0 <= self.charge_efficiency_pct <= 100.0:
@@ -308,6 +323,30 @@ def with_settings(settings: BmsSettings, values: dict[str, float]) -> BmsSetting
         discharge_restart_pct=pick("discharge_restart_pct"),
         capacity_wh=pick("capacity_wh"),
     )
+
+
+def writable_value_problem(name: str, value: float) -> str | None:
+    """What is wrong with ``value`` for writable setting ``name`` on any BMS (None: nothing).
+
+    The bounds every BMS shares (the board ranges of both generations, the frame's capacity);
+    ``with_settings`` checks the rest against the pack's own settings.
+    """
+    if name not in WRITABLE_SETTINGS:
+        return f"{name} is not a writable setting"
+    if not math.isfinite(value):
+        return f"{name} {value!r} is not a finite number"
+    lo, hi = {
+        "vmin_v": (min(r[0] for r in CELL_VOLTAGE_RANGE_V.values()), 5.0),
+        "vmax_v": (min(r[0] for r in CELL_VOLTAGE_RANGE_V.values()), 5.0),
+        "tmin_c": TEMPERATURE_RANGE_C,
+        "tmax_c": TEMPERATURE_RANGE_C,
+        "charge_restart_pct": (0.0, 100.0),
+        "discharge_restart_pct": (0.0, 100.0),
+        "capacity_wh": CAPACITY_WH_RANGE,
+    }[name]
+    if not lo <= value <= hi:
+        return f"{name} {value:g} is out of range ({lo:g}..{hi:g})"
+    return None
 
 
 def writable_values(settings: BmsSettings) -> dict[str, float]:
