@@ -465,9 +465,46 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` lines of one kind per ``window_s``; the rest are counted, not written.
+
+    A kind is the logger, the level and the message template (before its arguments), so that
+    a flood of one event from many peers (2,000 connections closed, a store that fails every
+    second) stays a few lines. The next line of a kind after its window says how many of its
+    kind were left out.
+    """
+
+    def __init__(self, burst: int = 20, window_s: float = 10.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window_s = window_s
+        self._kinds: dict[tuple[str, int, str], list[float]] = {}
+        """Kind -> [window start, lines in it, lines left out]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether the record is written (it may gain a note of what was left out)."""
+        key = (record.name, record.levelno, str(record.msg))
+        now = record.created
+        entry = self._kinds.get(key)
+        if entry is None or now - entry[0] >= self.window_s:
+            left_out = 0 if entry is None else int(entry[2])
+            if len(self._kinds) > 10_000:
+                self._kinds.clear()  # bounded: templates are few, but never trust that
+            self._kinds[key] = [now, 1.0, 0.0]
+            if left_out:
+                record.msg = f"{record.msg} (+{left_out} like it left out)"
+            return True
+        if entry[1] < self.burst:
+            entry[1] += 1
+            return True
+        entry[2] += 1
+        return False
+
+
 def configure_logging(fmt: str, level: str, stream: TextIO = sys.stderr) -> None:
-    """Log to ``stream`` as text or JSON lines; pymodbus only from warnings up."""
+    """Log to ``stream`` as text or JSON lines; pymodbus only from warnings up; floods cut."""
     handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter())
     if fmt == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
@@ -575,13 +612,15 @@ class Service:
         """What the store keeps, for every pack."""
         return {pack.pack_id: pack.memory() for pack in self.packs}
 
-    async def save(self) -> None:
-        """Write the state file (in a thread: fsync may take a while)."""
+    async def save(self) -> bool:
+        """Write the state file (in a thread: fsync may take a while); False if it failed."""
         memories = self.memories()
         try:
             await asyncio.to_thread(self.store.save, memories)
         except StoreError as exc:
             log.error("%s", exc)
+            return False
+        return True
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; then save and return."""
@@ -590,11 +629,14 @@ class Service:
             log.info("restored %s from %s", ", ".join(sorted(memories)), self.store.path)
         for config in self.config.packs:
             memory = memories.get(config.pack_id)
-            if memory is not None and memory.settings:
-                # Settings the configuration cannot take are refused once, here (a copy of the
-                # file is kept aside); the pack starts with its configured ones.
-                if restored_settings(config, memory, self.store) is config.settings:
-                    memories[config.pack_id] = dataclasses.replace(memory, settings={})
+            # Settings the configuration cannot take are refused once, here (a copy of the
+            # file is kept aside); the pack starts with its configured ones.
+            if (
+                memory is not None
+                and memory.settings
+                and restored_settings(config, memory, self.store) is config.settings
+            ):
+                memories[config.pack_id] = dataclasses.replace(memory, settings={})
         now = dt.datetime.now().astimezone()
         self.packs = [
             build_runtime(p, memories.get(p.pack_id), speed=self.options.speed, now=now)
@@ -608,6 +650,9 @@ class Service:
                 pack.source.name,
             )
         exporters = self._exporters()
+        modbus = exporters.get("modbus")
+        if isinstance(modbus, ModbusExporter):
+            await modbus.start()  # a port in use: StartupError, exit 2, nothing started
         # Everything built so far lives as long as the service: move it out of the cyclic
         # collector's way, so the per-request garbage of the servers is collected cheaply.
         gc.collect()
@@ -626,8 +671,10 @@ class Service:
                 group.create_task(self._stop_on_request(), name="stop")
         except* _StopRequestedError:
             pass
-        await self.save()
-        log.info("stopped; state saved to %s", self.store.path)
+        if await self.save():
+            log.info("stopped; state saved to %s", self.store.path)
+        else:
+            log.error("stopped; the state could NOT be saved to %s (see above)", self.store.path)
 
     async def _stop_on_request(self) -> None:
         await self.stopping.wait()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from twin import __version__, tools
 from twin.config import TwinConfig, example_text, load_config
-from twin.errors import ConfigError, OutputError, SourceError
+from twin.errors import ConfigError, OutputError, SourceError, StartupError
 from twin.model.values import COMPILED
 from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
@@ -273,5 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_FAILURE
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"twin run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse requires one

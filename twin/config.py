@@ -192,6 +192,17 @@ class PackModel(_Model):
     solar_peak_kw: float = Field(default=0.0, ge=0.0, le=100_000.0)
     inverter_peak_kw: float = Field(default=0.0, ge=0.0, le=100_000.0)
     pin: str = Field(default="1234", pattern=r"^[0-9]{4,8}$")
+
+    @field_validator("pin")
+    @classmethod
+    def _pin_without_leading_zero(cls, value: str) -> str:
+        if value.startswith("0"):
+            raise ValueError(
+                f"{value!r} starts with 0: the Modbus PIN register carries the PIN as a number "
+                "(0 locks), so a leading 0 would be lost; choose a PIN that starts with 1-9"
+            )
+        return value
+
     charge_efficiency_pct: float = Field(default=100.0, ge=50.0, le=100.0)
     empty_recalibration_s: float = Field(default=60.0, ge=0.0, le=86_400.0)
     initial_soc_pct: Percent = 50.0
@@ -253,6 +264,8 @@ class ModbusModel(_Model):
     fleet_unit_id: int | None = Field(default=100, ge=1, le=247)
     unit_ids: dict[str, Annotated[int, Field(ge=1, le=247)]] = Field(default_factory=dict)
     ctrl_hb_timeout_s: float | None = Field(default=None, gt=0.0, le=86_400.0)
+    max_connections: int = Field(default=32, ge=1, le=1000)
+    idle_timeout_s: float | None = Field(default=120.0, gt=0.0, le=86_400.0)
 
 
 class CanModel(_Model):
@@ -628,6 +641,8 @@ def _modbus(model: ModbusModel, pack_ids: list[str], source: str) -> ModbusSetti
         pack_unit_ids=tuple(zip(pack_ids, ids, strict=True)),
         fleet_unit_id=model.fleet_unit_id,
         ctrl_hb_timeout_s=model.ctrl_hb_timeout_s,
+        max_connections=model.max_connections,
+        idle_timeout_s=model.idle_timeout_s,
     )
 
 

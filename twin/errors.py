@@ -4,6 +4,7 @@
 
     TwinError
     ├── ConfigError(TwinError, ValueError)   bad config, register map or DBC: at start-up, exit 2
+    ├── StartupError(TwinError)              a port the config names cannot be had: exit 2
     ├── SourceError(TwinError)               serial / emulator failure (wraps OSError ``from exc``)
     │   └── StaleDataError(SourceError, TimeoutError)   no valid frame within the watchdog
     ├── ExporterError(TwinError)             an adapter failed; it retries with backoff by itself
@@ -26,6 +27,14 @@ class ConfigError(TwinError, ValueError):
 
     The message is a single line that names the field, the bad value and what is allowed; the
     command line prints it and exits with code 2 before anything is started.
+    """
+
+
+class StartupError(TwinError):
+    """Something the configuration names cannot be had at start (a Modbus port in use).
+
+    Like a ``ConfigError``: one line, exit code 2, nothing left running. Later, the same
+    failure (the address lost while running) is retried by the exporter instead.
     """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import socket
 import subprocess
@@ -80,6 +81,7 @@ class TwinProcess:
         speed: float = 1.0,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        nofile: int | None = None,
     ) -> None:
         self.command = [
             *TWIN,
@@ -96,6 +98,8 @@ class TwinProcess:
         assert directory is not None, "give a config or a working directory"
         self.cwd = directory
         self.extra_env = env or {}
+        self.nofile = nofile
+        """A lower limit of open files for the twin (RLIMIT_NOFILE), as on many hosts."""
         self.logs: list[dict[str, Any]] = []
         self.other_lines: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -126,6 +130,7 @@ class TwinProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=self._limits if self.nofile is not None else None,
         )
         stderr = self.process.stderr
         assert stderr is not None
@@ -136,6 +141,10 @@ class TwinProcess:
             self._lines.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
+
+    def _limits(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _drain(self, timeout_s: float) -> bool:
         """Take the lines available within ``timeout_s``; False once the stream ended."""

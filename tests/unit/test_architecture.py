@@ -51,7 +51,7 @@ CORE_FORBIDDEN_STDLIB = {
 CORE_ALLOWED_THIRD_PARTY = {"numpy"}
 #: Third-party protocol libraries and the only modules allowed to import them.
 LIBRARY_OWNERS = {
-    "pymodbus": {"twin.exporters.modbus"},
+    "pymodbus": {"twin.exporters.modbus", "twin.exporters.modbus_tcp"},
     "can": {"twin.exporters.canbus"},
     "cantools": {"twin.exporters.canbus", "twin.exporters.can_map"},
     "aiomqtt": {"twin.exporters.mqtt"},
@@ -226,7 +226,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ),
         ({"twin/exporters/bad.py": "import twin.config\n"}, "rule 2"),
         ({"twin/exporters/canbus2.py": "import can\n"}, "rule 3: twin.exporters.canbus2"),
-        ({"twin/cli.py": "import pymodbus\n"}, "only twin.exporters.modbus may import pymodbus"),
+        (
+            {"twin/cli.py": "import pymodbus\n"},
+            "only twin.exporters.modbus, twin.exporters.modbus_tcp may import pymodbus",
+        ),
         (
             {"twin/runner.py": "import twin.sources.serial\nimport twin.exporters.modbus\n"},
             "rule 4: twin.runner",

@@ -353,3 +353,19 @@ def test_two_packs_on_one_serial_port_are_refused() -> None:
 def test_65_packs_say_at_most_64_in_one_line() -> None:
     text = "".join(BASE.replace('"p1"', f'"p{i}"') for i in range(65))
     assert error_of(text) == "t.toml: pack: 65 given, at most 64 allowed"
+
+
+@pytest.mark.parametrize("pin", ["0000", "0123"])
+def test_a_pin_with_a_leading_zero_is_refused(pin: str) -> None:
+    # The Modbus PIN register carries a number: "0123" would unlock with 123, "0000" never.
+    message = error_of(cfg(f'pin = "{pin}"\n'))
+    assert f"pack[0].pin: '{pin}' starts with 0" in message
+
+
+def test_the_modbus_connection_limits() -> None:
+    config = parse_config(cfg("[modbus]\nmax_connections = 8\nidle_timeout_s = 30\n"), "t")
+    assert config.modbus is not None
+    assert (config.modbus.max_connections, config.modbus.idle_timeout_s) == (8, 30.0)
+    assert "modbus.max_connections: 0 is out of range" in error_of(
+        cfg("[modbus]\nmax_connections = 0\n")
+    )

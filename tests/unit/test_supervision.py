@@ -53,3 +53,42 @@ def test_an_exporter_that_ends_is_logged_and_runs_again(
     assert "can: stopped by an unexpected error" in caplog.text and "bug number 1" in caplog.text
     assert "can: ended by itself" in caplog.text
     assert "can: ended by a cancellation nobody asked for" in caplog.text
+
+
+def test_a_flood_of_one_log_line_is_cut_and_counted() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(app.RepeatFilter(burst=3, window_s=10.0))
+    logger = logging.getLogger("twin.test.flood")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for n in range(1000):
+            record = logger.makeRecord(
+                logger.name, logging.WARNING, __file__, 1, "peer %d closed", (n,), None
+            )
+            record.created = 100.0 + n * 0.001  # 1,000 lines in one second
+            logger.handle(record)
+        other = logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "other", (), None)
+        other.created = 100.5
+        logger.handle(other)  # another kind still gets through
+        late = logger.makeRecord(
+            logger.name, logging.WARNING, __file__, 1, "peer %d closed", (7,), None
+        )
+        late.created = 111.0  # after the window: written, with what was left out
+        logger.handle(late)
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records]
+    assert lines == [
+        "peer 0 closed",
+        "peer 1 closed",
+        "peer 2 closed",
+        "other",
+        "peer 7 closed (+997 like it left out)",
+    ]

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simdevice import SimAction
 
+from twin.errors import StartupError
 from twin.exporters.modbus_map import (
     ModbusSettings,
     RegisterMaps,
@@ -41,6 +41,7 @@ from twin.exporters.modbus_map import (
     pack_values,
     unit_layout,
 )
+from twin.exporters.modbus_tcp import HardenedTcpServer
 from twin.exporters.ports import SettingsPort, StateFeed
 from twin.model.pin import LockState, PinResult
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _BIT_FUNCTIONS = frozenset({1, 2, 5, 15})
 _WRITE_FUNCTIONS = frozenset({6, 16, 23})
+_MASK_WRITE = 22
 
 
 class _Unit:
@@ -106,7 +108,7 @@ class ModbusExporter:
         self.clients = 0
         self.refused_writes = 0
         self.listening = False
-        self._server: ModbusTcpServer | None = None
+        self._server: HardenedTcpServer | None = None
         self._started = 0.0
 
     # ---- the server ------------------------------------------------------------------------
@@ -124,43 +126,73 @@ class ModbusExporter:
         devices.append(SimDevice(0, [everything], action=_no_such_unit))
         return devices
 
+    async def start(self) -> None:
+        """Listen now; ``StartupError`` (one line) when the address cannot be had.
+
+        The service calls it before anything else runs, so that a port in use stops ``twin
+        run`` at once with exit code 2 instead of a silent retry loop.
+        """
+        address = (self.settings.host, self.settings.port)
+        server = self._new_server()
+        try:
+            await server.serve_forever(background=True)
+        except (OSError, RuntimeError) as exc:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            raise StartupError(
+                f"modbus: cannot listen on {address[0]}:{address[1]} ({_bind_reason(exc)}); "
+                "is another twin or Modbus server running there? ([modbus] port)"
+            ) from exc
+        self._server = server
+
+    def _new_server(self) -> HardenedTcpServer:
+        return HardenedTcpServer(
+            self.devices(),
+            address=(self.settings.host, self.settings.port),
+            max_connections=self.settings.max_connections,
+            idle_timeout_s=self.settings.idle_timeout_s,
+            trace_connect=self._on_connect,
+        )
+
     async def run(self) -> None:
-        """Listen and serve until cancelled; an address that cannot be bound is retried."""
+        """Serve until cancelled (listening first if ``start`` was not called).
+
+        An address that cannot be bound here (not at start) is retried every ``retry_s``.
+        """
         self._started = time.monotonic()
         address = (self.settings.host, self.settings.port)
-        while True:
-            server = ModbusTcpServer(
-                self.devices(), address=address, trace_connect=self._on_connect
-            )
+        while self._server is None:
+            server = self._new_server()
             try:
                 await server.serve_forever(background=True)
             except (OSError, RuntimeError) as exc:
                 log.error(
                     "modbus: cannot listen on %s:%d (%s); retrying in %.0f s",
                     *address,
-                    exc,
+                    _bind_reason(exc),
                     self.settings.retry_s,
                 )
                 await server.shutdown()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(self.settings.retry_s)
                 continue
             self._server = server
-            self.listening = True
-            log.info(
-                "modbus: listening on %s:%d, units %s",
-                *address,
-                ", ".join(f"{u.unit_id} ({u.pack_id or 'fleet'})" for u in self.units.values()),
-            )
-            helpers = [asyncio.create_task(self._follow_feed()), asyncio.create_task(self._tick())]
-            try:
-                await server.serving
-            finally:
-                for task in helpers:
-                    task.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
-                self.listening = False
-                await server.shutdown()  # type: ignore[no-untyped-call]
-            return
+        server = self._server
+        self.listening = True
+        log.info(
+            "modbus: listening on %s:%d, units %s (at most %d connections)",
+            *address,
+            ", ".join(f"{u.unit_id} ({u.pack_id or 'fleet'})" for u in self.units.values()),
+            self.settings.max_connections,
+        )
+        helpers = [asyncio.create_task(self._follow_feed()), asyncio.create_task(self._tick())]
+        try:
+            await server.serving
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self.listening = False
+            self._server = None
+            await server.shutdown()  # type: ignore[no-untyped-call]
 
     async def _follow_feed(self) -> None:
         """Mark every unit for encoding when the hub has a new state (encoded on the next read)."""
@@ -175,6 +207,8 @@ class ModbusExporter:
         while True:
             await asyncio.sleep(interval_s)
             now = time.monotonic()
+            if self._server is not None:
+                self._server.sweep(now)
             for unit in self.units.values():
                 if unit.ctrl_hb_alarm != self._ctrl_hb_lost(unit, now):
                     unit.dirty = True
@@ -220,6 +254,8 @@ class ModbusExporter:
     ) -> ExcCodes | None:
         if function_code in _BIT_FUNCTIONS:
             return ExcCodes.ILLEGAL_FUNCTION
+        if function_code == _MASK_WRITE:
+            return self._refuse_mask_write(unit)
         if unit.image is not registers:
             # The first request: from now on the twin encodes into pymodbus's block itself.
             unit.image, unit.base, unit.dirty = registers, start_address, True
@@ -353,9 +389,35 @@ class ModbusExporter:
             return self._refuse(unit, "wrong PIN: locked out for 5 minutes")
         return self._refuse(unit, "wrong PIN")
 
+    def _refuse_mask_write(self, unit: _Unit) -> ExcCodes:
+        """FC22 is not served, and on a pack it counts as a wrong PIN.
+
+        pymodbus applies a mask write to its block without the write path (the PIN, the
+        checks); no client needs it for settings (FC6 / FC16 write them), so a masked write is
+        an attempt to get past the lock and counts towards the lockout like a wrong PIN.
+        """
+        if unit.pack_id is not None:
+            guard = self.settings_port.pin_guard(unit.pack_id)
+            now = time.monotonic()
+            guard.authorize(False, now)
+            self._update_dynamic(unit, now)
+        self.refused_writes += 1
+        log.warning("modbus: unit %d: mask write (FC22) refused: not supported", unit.unit_id)
+        return ExcCodes.ILLEGAL_FUNCTION
+
     def _refuse(self, unit: _Unit, why: str) -> ExcCodes:
         log.warning("modbus: unit %d: write refused: %s", unit.unit_id, why)
         return ExcCodes.ILLEGAL_VALUE
+
+
+def _bind_reason(exc: BaseException) -> str:
+    """Why a listen failed, in words (pymodbus wraps the socket error in a RuntimeError)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause)
+    return "address in use or not available"
 
 
 async def _no_such_unit(

@@ -175,7 +175,11 @@ class ModbusSettings:
     """SunSpec 802 CtrlHb: with a timeout, a controller that stops writing it raises Evt1
     bit 0 (communication) on the units it watched. None: not watched."""
     retry_s: float = 5.0
-    """Wait before trying to listen again when the address cannot be bound."""
+    """Wait before trying to listen again when the address is lost while running."""
+    max_connections: int = 32
+    """Client connections open at once; a new one closes the one quiet the longest."""
+    idle_timeout_s: float | None = 120.0
+    """A connection with no request for this long is closed (None: never)."""
 
 
 # ---- one unit's layout -------------------------------------------------------------------
