@@ -13,7 +13,7 @@ from twin.protocol.shadow import PackShadow
 
 @pytest.mark.parametrize("capacity_wh", [1e300, 6_553_501.0, 99.0, 0.0, -5.0])
 def test_a_capacity_the_frame_cannot_carry_is_refused(capacity_wh: float) -> None:
-    with pytest.raises(ValueError, match="capacity_wh .* is out of range"):
+    with pytest.raises(ValueError, match=r"capacity_wh .* is out of range"):
         with_settings(lfp_settings(), {"capacity_wh": capacity_wh})
     assert writable_value_problem("capacity_wh", capacity_wh) is not None
 
