@@ -190,6 +190,8 @@ class PackRuntime:
             fmt=src.frame_format,
             assembly=src.assembly,
             state=state,
+            # A real BMS (serial, or a replay of one): its SOC drives the restart rules.
+            follow_reported_soc=src.kind is not SourceKind.EMULATOR,
         )
         if world is not None and settings != world.chain.settings:
             world.chain.update_settings(settings)

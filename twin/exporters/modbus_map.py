@@ -210,8 +210,8 @@ VALUE_KEYS = frozenset(
         "firmware", "soh_pct", "charge_cycles", "manufacturer", "model_name", "twin_version",
         "serial", "unit_id", "zero", "one", "one_if_cells",
         "pack_voltage_v", "battery_current_a", "current1_a", "current2_a", "battery_power_w",
-        "soc_pct", "soc_calibrated", "stored_energy_wh", "capacity_wh", "capacity_ah",
-        "charge_reported", "discharge_reported", "charge_twin", "discharge_twin",
+        "soc_pct", "soc_calibrated", "soc_reported_pct", "stored_energy_wh", "capacity_wh",
+        "capacity_ah", "charge_reported", "discharge_reported", "charge_twin", "discharge_twin",
         "charge_effective", "discharge_effective", "relay_bits",
         "warning_bits", "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
         "divergence", "alarm_bits", "warning_flag_bits",
@@ -678,6 +678,7 @@ def pack_values(
             {
                 "soc_pct": logic.soc_pct,
                 "soc_calibrated": int(logic.soc_calibrated),
+                "soc_reported_pct": state.reported_soc_pct,
                 "stored_energy_wh": logic.stored_energy_wh,
                 "harvested_today_wh": energy.harvested_today_wh,
                 "consumed_today_wh": energy.consumed_today_wh,

@@ -263,8 +263,19 @@ class BmsLogic:
         """The app's "clear energy counters": totals to zero (today's counters stay)."""
         self.state = self.state.replace(energy=clear_totals(self.state.energy))
 
-    def step(self, inputs: BmsInputs, now_s: float, local_day: int) -> PackState:
-        """Advance one cycle with ``inputs`` measured at ``now_s``; returns the new snapshot."""
+    def step(
+        self,
+        inputs: BmsInputs,
+        now_s: float,
+        local_day: int,
+        relay_soc_pct: float | None = None,
+    ) -> PackState:
+        """Advance one cycle with ``inputs`` measured at ``now_s``; returns the new snapshot.
+
+        ``relay_soc_pct``: the SOC the relay restart rules use instead of the twin's own count
+        (a twin shadowing a real BMS follows the SOC the BMS reports, so that both restart
+        the relays at the same moment); the twin's count goes on and is reported as its SOC.
+        """
         # Positional constructors instead of dataclasses.replace throughout: a closed-loop
         # simulation runs this twice per simulated second (End board and twin), and replace()
         # alone used to cost more than the relay tables.
@@ -308,7 +319,11 @@ class BmsLogic:
 
         # 3. Relays.
         decisions = decide_relays_fast(
-            state.charge_allowed, state.discharge_allowed, inputs, soc.soc_pct, settings
+            state.charge_allowed,
+            state.discharge_allowed,
+            inputs,
+            soc.soc_pct if relay_soc_pct is None else relay_soc_pct,
+            settings,
         )
         charge_allowed = decisions.charge.allowed
         discharge_allowed = decisions.discharge.allowed

@@ -179,6 +179,11 @@ class FrameAssembler:
                 self._key_values[key] = frame.raw_value
                 self._key_times[key] = now_s
 
+    @property
+    def latest_frame(self) -> Frame | None:
+        """The newest valid frame (None before any)."""
+        return self._frame
+
     def comm_lost(self, now_s: float) -> bool:
         """True when no valid frame arrived within ``stale_after_s`` before ``now_s``."""
         return self._frame_s is None or now_s - self._frame_s >= self.settings.stale_after_s

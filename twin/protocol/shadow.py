@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from twin.model.energy import EnergyCounters
 from twin.model.fleet import FleetState, aggregate_fleet
+from twin.model.inputs import BmsInputs
 from twin.model.limits import InverterLimits, LimitFlag, LimitSettings
 from twin.model.logic import BmsLogic, LogicState, PackState
+from twin.model.relays import decide_relays_fast
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
 from twin.model.status import StatusFlag
@@ -54,6 +56,9 @@ class TwinState:
     """The watchdog fired: no valid frame for ``stale_after_s`` (or none yet)."""
     bytes_rejected: int
     frames_received: int
+    reported_soc_pct: int | None = None
+    """The SOC the BMS reports (frame byte 40, whole %); None before a frame or while stale.
+    The twin's own Coulomb count is ``logic.soc_pct``."""
 
     @property
     def twin_charge(self) -> bool:
@@ -127,8 +132,14 @@ class PackShadow:
         fmt: FrameFormat = DEFAULT_FORMAT,
         assembly: AssemblySettings | None = None,
         state: LogicState | None = None,
+        follow_reported_soc: bool = False,
     ) -> None:
         self.pack_id = pack_id
+        self.follow_reported_soc = follow_reported_soc
+        """Shadowing a real BMS: the relay restart rules use the SOC it reports, not the twin's
+        own count (which drifts from the BMS's by a few tenths and would keep a relay off
+        for hours that the BMS has switched on); a disagreement that the frame's whole-percent
+        SOC can explain is not a divergence."""
         self.decoder = StreamDecoder(fmt)
         self.assembler = FrameAssembler(
             assembly
@@ -186,8 +197,15 @@ class PackShadow:
         assembler = self.assembler
         stale = assembler.comm_lost(now_s)
         inputs = assembler.inputs(now_s)
+        latest = assembler.latest_frame
+        reported_soc = None if latest is None or stale else latest.soc_pct
+        relay_soc = None
+        if self.follow_reported_soc and latest is not None and reported_soc is not None:
+            relay_soc = self._relay_soc(
+                reported_soc, (latest.allowed_to_charge, latest.allowed_to_discharge), inputs
+            )
         if inputs is not None:
-            self._pack_state = self.logic.step(inputs, now_s, local_day)
+            self._pack_state = self.logic.step(inputs, now_s, local_day, relay_soc)
         observation = assembler.observe(now_s)
         frame = observation.frame
         reported = (
@@ -225,9 +243,33 @@ class PackShadow:
             stale=stale,
             bytes_rejected=self.decoder.bytes_rejected,
             frames_received=assembler.frames_received,
+            reported_soc_pct=reported_soc,
         )
         self.state = state
         return state
+
+    def _relay_soc(
+        self, reported_soc: int, reported: tuple[bool, bool], inputs: BmsInputs | None
+    ) -> float:
+        """The SOC the twin's restart rules use when shadowing a real BMS.
+
+        The BMS's own: the frame's whole percent, or, when the BMS's relays are what the rules
+        give for another SOC the report rounds from (a BMS at 9.6 % reports 10 % and keeps its
+        load off at a 10 % restart), that one. The twin then decides as the BMS did, and a
+        disagreement left over is one of the logic (a cell, a temperature), not of rounding.
+        """
+        soc_pct = float(reported_soc)
+        if inputs is None:
+            return soc_pct
+        state, settings = self.logic.state, self.logic.settings
+        for candidate in (soc_pct, soc_pct - 0.5, soc_pct + 0.499):
+            soc = min(100.0, max(0.0, candidate))
+            decisions = decide_relays_fast(
+                state.charge_allowed, state.discharge_allowed, inputs, soc, settings
+            )
+            if (decisions.charge.allowed, decisions.discharge.allowed) == reported:
+                return soc
+        return soc_pct
 
 
 @dataclass(frozen=True, slots=True)
