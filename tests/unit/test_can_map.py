@@ -171,3 +171,45 @@ def test_a_value_the_frame_cannot_carry_is_not_available_not_a_crash() -> None:
     assert problems == ["BatteryMeasurements.BatteryVoltage = 833.59"]
     decoded = INVERTER.decode_message(0x351, frames[0x351])
     assert isinstance(decoded, dict) and decoded["ChargeVoltageLimit"] == pytest.approx(879.0)
+
+
+def _stale_view() -> InverterView:
+    shadow = PackShadow("pack1", lfp_settings(vbalance_v=3.5, vmax_v=3.65))
+    shadow.feed(encode_frame(sample_frame()), 0.0, 740_000)
+    stale = shadow.tick(30.0, 740_000)
+    assert stale is not None
+    view = inverter_view(fleet_view({"pack1": stale}, ("pack1",)), {"pack1": stale})
+    assert view is not None and view.stale
+    return view
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_stale_measurements_are_never_sent_as_zero(profile: Profile) -> None:
+    # 0x356 used to go out as 00 00 00 00 00 00 while stale: 0 V, 0 A and a plausible 0.0 C.
+    frames = _frames(_stale_view(), profile)
+    if PROFILES[profile].sma_invalid:
+        # SMA has "invalid" values: the frame goes on, each field invalid (0x8000, signed).
+        assert frames[0x356][:6] == bytes([0x00, 0x80] * 3)
+    else:
+        # The LV family has none: the measurement frames wait for fresh data.
+        assert 0x356 not in frames
+        assert not set(PROFILES[profile].withheld_when_stale) & set(frames)
+    # The fail-safe frames keep going: limits 0 and the enables off.
+    assert frames[0x351][2:6] == bytes(4)
+    assert 0x35C not in PROFILES[profile].frames or frames[0x35C][0] & 0xC0 == 0
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_a_chain_loss_raises_a_protection_or_alarm_bit_on_every_profile(profile: Profile) -> None:
+    frames = _frames(_stale_view(), profile)
+    if 0x359 in frames:
+        decoded = INVERTER.decode_message(
+            0x359, frames[0x359].ljust(8, b"\0"), decode_choices=False
+        )
+        assert isinstance(decoded, dict)
+        assert decoded["ProtectSystemError"] == 1  # a protection, not only a warning
+        assert decoded["WarnInternalCommunication"] == 1
+    if 0x35A in frames:
+        decoded = INVERTER.decode_message(0x35A, frames[0x35A], decode_choices=False)
+        assert isinstance(decoded, dict) and decoded["AlarmGeneral"] == 1  # raised
+    assert 0x359 in frames or 0x35A in frames

@@ -54,6 +54,10 @@ class ProfileSpec:
     sma_invalid: bool = False
     stop_with_cvl: bool = False
     voltage_tenths: bool = False
+    withheld_when_stale: tuple[int, ...] = ()
+    """Measurement frames not sent while the data is stale: the protocol has no "invalid"
+    value for their fields, and 0 V / 0 A / 0.0 C would read as a plausible measurement. The
+    limits (CCL = DCL = 0), the enables (off) and the alarms keep going."""
 
 
 PROFILES: dict[Profile, ProfileSpec] = {
@@ -62,6 +66,7 @@ PROFILES: dict[Profile, ProfileSpec] = {
         manufacturer="PYLON",
         pad=b" ",
         dlc={0x355: 4, 0x356: 6, 0x359: 7, 0x35C: 2},
+        withheld_when_stale=(0x356,),
     ),
     Profile.VICTRON: ProfileSpec(
         frames=(
@@ -85,6 +90,7 @@ PROFILES: dict[Profile, ProfileSpec] = {
         ),
         manufacturer="TWIN",
         stop_with_cvl=True,
+        withheld_when_stale=(0x356, 0x373),
     ),
     Profile.SMA: ProfileSpec(
         frames=(0x351, 0x355, 0x356, 0x35A, 0x35E, 0x35F),
@@ -98,6 +104,7 @@ PROFILES: dict[Profile, ProfileSpec] = {
         pad=b" ",
         dlc={0x355: 8, 0x356: 8, 0x359: 8, 0x35C: 8},
         voltage_tenths=True,
+        withheld_when_stale=(0x356,),
     ),
 }
 
@@ -305,7 +312,10 @@ def _pairs(view: InverterView) -> dict[str, float | None]:
 def inverter_values(
     view: InverterView, profile: Profile, manufacturer: str | None = None
 ) -> dict[int, dict[str, float | None]]:
-    """Each frame of the profile: its signal values (None = the field is not available)."""
+    """Each frame of the profile: its signal values (None = the field is not available).
+
+    While the data is stale, the profile's ``withheld_when_stale`` frames are left out.
+    """
     spec = PROFILES[profile]
     cvl = view.cvl_v
     ccl = view.ccl_a
@@ -333,6 +343,13 @@ def inverter_values(
             **{name: float(bool(view.alarms & flag)) for flag, name in _PYLON_PROTECT.items()},
             "ProtectSystemErrorBit7": 0.0,
             **{name: float(bool(view.warnings & flag)) for flag, name in _PYLON_WARN.items()},
+            # A lost chain (or inverter link) is a protection: the system error bit, besides
+            # the internal communication warning.
+            **(
+                {"ProtectSystemError": 1.0, "WarnInternalCommunication": 1.0}
+                if view.alarms & LimitFlag.COMMUNICATION
+                else {}
+            ),
             "ModuleCount": float(min(view.modules, 255)),
             "ProtocolChar0": float(ord("P")),
             "ProtocolChar1": float(ord("N")),
@@ -375,7 +392,8 @@ def inverter_values(
         0x379: {"InstalledCapacityAh": float(round(view.capacity_ah))},
         0x382: _chars("ProductChar", "TWIN", b"\0"),
     }
-    return {frame_id: frames[frame_id] for frame_id in spec.frames}
+    withheld = spec.withheld_when_stale if view.stale else ()
+    return {frame_id: frames[frame_id] for frame_id in spec.frames if frame_id not in withheld}
 
 
 def encode_frames(

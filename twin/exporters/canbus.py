@@ -308,7 +308,7 @@ class CanExporter:
         out_of_range: list[str] = []
         frames = encode_frames(
             self.inverter_db,
-            {fid: values[fid] for fid in due},
+            {fid: values[fid] for fid in due if fid in values},  # some withheld while stale
             s.profile,
             self.solark_db,
             out_of_range,
