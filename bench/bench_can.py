@@ -132,7 +132,7 @@ def jitter(seconds: float) -> tuple[float, float, int]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        listener = can.Bus(interface="udp_multicast", channel=group)
+        listener = can.Bus(interface="udp_multicast", channel=group, hop_limit=0)  # host-local
         try:
             wait_for_port(port)
             time.sleep(2.0)  # frames from every pack

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import can
 import pytest
@@ -16,7 +18,7 @@ from tests.factories import lfp_settings
 from tests.frames import sample_frame
 from twin.app import StateHub
 from twin.exporters.can_map import CanSettings, HeartbeatAction, Profile
-from twin.exporters.canbus import CanExporter, describe_dbc, load_dbc
+from twin.exporters.canbus import CanExporter, describe_dbc, load_dbc, open_bus
 from twin.protocol.frame import encode_frame
 from twin.protocol.shadow import PackShadow
 
@@ -248,3 +250,39 @@ async def test_a_bus_that_keeps_failing_is_given_up_for_a_reopen() -> None:
     with pytest.raises(Exception, match="sends in a row failed"):
         exporter.send(bus, frames)
     assert exporter.send_errors == 20
+
+
+def _sent_packets_off_loopback() -> int:
+    """Packets sent through every interface but loopback since boot (/proc/net/dev)."""
+    total = 0
+    with open("/proc/net/dev", encoding="ascii") as dev:
+        for line in dev.readlines()[2:]:
+            name, counters = line.split(":", 1)
+            if name.strip() != "lo":
+                total += int(counters.split()[9])  # transmit packets
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/net/dev").exists(), reason="needs Linux's /proc/net/dev")
+async def test_udp_multicast_frames_never_leave_the_host() -> None:
+    # python-can's default hop limit (1) sent each frame out of eth0 (200 frames, 202 packets).
+    group = f"239.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
+    settings = CanSettings(interface="udp_multicast", channel=group)
+    listener = can.Bus(interface="udp_multicast", channel=group, hop_limit=0)
+    bus = open_bus(settings)
+    try:
+        before = _sent_packets_off_loopback()
+        for n in range(200):
+            bus.send(can.Message(arbitration_id=0x351, data=n.to_bytes(2, "big")))
+        received = 0
+        deadline = time.monotonic() + 10.0
+        while received < 200 and time.monotonic() < deadline:
+            if listener.recv(timeout=0.5) is not None:
+                received += 1
+        after = _sent_packets_off_loopback()
+    finally:
+        bus.shutdown()
+        listener.shutdown()
+    assert received == 200  # delivered on this host ...
+    # ... and not one of them out of it (the margin is for the host's own unrelated traffic).
+    assert after - before < 20, f"{after - before} packets left the host"

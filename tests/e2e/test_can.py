@@ -64,7 +64,7 @@ def twin(tmp_path: Path) -> Iterator[tuple[TwinProcess, int, can.BusABC]]:
     group = f"239.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
     config = tmp_path / "twin.toml"
     config.write_text(CONFIG.format(port=port, group=group), encoding="utf-8")
-    listener = can.Bus(interface="udp_multicast", channel=group)
+    listener = can.Bus(interface="udp_multicast", channel=group, hop_limit=0)  # host-local
     try:
         with TwinProcess(config) as process:
             process.wait_for_message("can: udp_multicast")

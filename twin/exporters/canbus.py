@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,42 @@ class _Schedule:
         return min((d for d, _ in self._due.values()), default=self.start)
 
 
+#: python-can's udp_multicast default hop limit (1) sends every frame out of the host on the
+#: default interface: the twin's default is host-local (0: delivered to this host's sockets
+#: only). A bus meant for the LAN says so with ``options = { hop_limit = 1 }``.
+HOST_LOCAL_HOP_LIMIT = 0
+
+
+def bus_arguments(
+    interface: str, options: Mapping[str, str | int | float | bool] | None
+) -> dict[str, Any]:
+    """python-can's extra ``Bus`` arguments: the options, udp_multicast kept on this host."""
+    arguments: dict[str, Any] = dict(options or {})
+    if interface == "udp_multicast":
+        arguments.setdefault("hop_limit", HOST_LOCAL_HOP_LIMIT)
+    return arguments
+
+
+def _reach(settings: CanSettings) -> str:
+    """How far a udp_multicast bus reaches, for the log."""
+    if settings.interface != "udp_multicast":
+        return ""
+    hops = bus_arguments(settings.interface, dict(settings.bus_options))["hop_limit"]
+    return " (host-local: hop limit 0)" if hops == 0 else f" (hop limit {hops}: leaves the host)"
+
+
+def open_bus(settings: CanSettings) -> can.BusABC:
+    """The twin's bus of ``[can]`` (host-local for udp_multicast unless told otherwise)."""
+    arguments = bus_arguments(settings.interface, dict(settings.bus_options))
+    if settings.bitrate is not None and settings.interface not in (
+        "virtual",
+        "udp_multicast",
+        "socketcan",
+    ):
+        arguments.setdefault("bitrate", settings.bitrate)
+    return can.Bus(interface=settings.interface, channel=settings.channel, **arguments)
+
+
 class CanExporter:
     """Sends the hub's state on a CAN bus; ``run`` until cancelled."""
 
@@ -163,11 +200,7 @@ class CanExporter:
     # ---- the bus ------------------------------------------------------------------------
 
     def _open_bus(self) -> can.BusABC:
-        s = self.settings
-        options: dict[str, Any] = dict(s.bus_options)
-        if s.bitrate is not None and s.interface not in ("virtual", "udp_multicast", "socketcan"):
-            options.setdefault("bitrate", s.bitrate)
-        return can.Bus(interface=s.interface, channel=s.channel, **options)
+        return open_bus(self.settings)
 
     async def run(self) -> None:
         """Open the bus (again after a failure) and send and receive until cancelled."""
@@ -186,10 +219,11 @@ class CanExporter:
                 continue
             self._bus, self.open, self._failures = bus, True, 0
             log.info(
-                "can: %s:%s open, profile %s",
+                "can: %s:%s open, profile %s%s",
                 self.settings.interface,
                 self.settings.channel,
                 self.settings.profile.value,
+                _reach(self.settings),
             )
             try:
                 await self._serve(bus)
@@ -411,7 +445,7 @@ def monitor(
     else:
         databases = [load_dbc("inverter.dbc"), load_dbc("twin.dbc")]
     by_id = {m.frame_id: (db, m) for db in databases for m in db.messages}
-    bus = can.Bus(interface=interface, channel=channel, **(bus_options or {}))
+    bus = can.Bus(interface=interface, channel=channel, **bus_arguments(interface, bus_options))
     printed = 0
     deadline = None if duration_s is None else time.monotonic() + duration_s
     try:
