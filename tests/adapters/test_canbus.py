@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import can
@@ -16,6 +17,7 @@ import pytest_asyncio
 
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
+from tests.waiting import until
 from twin.app import StateHub
 from twin.exporters.can_map import CanSettings, HeartbeatAction, Profile
 from twin.exporters.canbus import CanExporter, describe_dbc, load_dbc, open_bus
@@ -37,14 +39,14 @@ def _hub() -> tuple[StateHub, PackShadow]:
     return hub, shadow
 
 
-async def _start(settings: CanSettings) -> tuple[CanExporter, asyncio.Task[None]]:
+async def _start(
+    settings: CanSettings, *, opens: bool = True
+) -> tuple[CanExporter, asyncio.Task[None]]:
     hub, _ = _hub()
     exporter = CanExporter(hub, settings, {"pack1": 0})
     task = asyncio.create_task(exporter.run())
-    for _ in range(200):
-        if exporter.open:
-            break
-        await asyncio.sleep(0.01)
+    if opens:
+        await until(lambda: exporter.open, "the bus open")
     return exporter, task
 
 
@@ -53,14 +55,38 @@ async def _stop(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def _collect(bus: can.BusABC, seconds: float) -> list[can.Message]:
-    messages = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        message = bus.recv(0.05)
-        if message is not None:
-            messages.append(message)
-    return messages
+class _Listener:
+    """A bus of the test's own on the channel, read in a thread until a condition holds."""
+
+    def __init__(self, interface: str, channel: str) -> None:
+        self.bus = can.Bus(interface=interface, channel=channel)
+        self.messages: list[can.Message] = []
+
+    async def until(
+        self, check: Callable[[list[can.Message]], bool], what: str, timeout_s: float = 10.0
+    ) -> list[can.Message]:
+        """Collect frames until ``check(frames)``; fail after ``timeout_s``."""
+
+        def collect() -> bool:
+            deadline = time.monotonic() + timeout_s
+            while not check(self.messages):
+                if time.monotonic() > deadline:
+                    return False
+                message = self.bus.recv(0.05)
+                if message is not None:
+                    self.messages.append(message)
+            return True
+
+        if not await asyncio.to_thread(collect):
+            raise AssertionError(f"{what} not seen within {timeout_s} s")
+        return self.messages
+
+    def close(self) -> None:
+        self.bus.shutdown()
+
+
+def _ids(messages: list[can.Message]) -> set[int]:
+    return {m.arbitration_id for m in messages}
 
 
 @pytest_asyncio.fixture
@@ -68,65 +94,68 @@ async def channel() -> AsyncIterator[str]:
     yield f"twin-test-{uuid.uuid4().hex[:8]}"
 
 
-async def _listen(channel: str, seconds: float) -> list[can.Message]:
-    bus = can.Bus(interface="virtual", channel=channel)
-    try:
-        return await asyncio.to_thread(_collect, bus, seconds)
-    finally:
-        bus.shutdown()
+@pytest_asyncio.fixture
+async def listener(channel: str) -> AsyncIterator[_Listener]:
+    bus = _Listener("virtual", channel)
+    yield bus
+    bus.close()
 
 
-async def test_each_frame_keeps_its_cycle_without_drift(channel: str) -> None:
-    listening = asyncio.create_task(_listen(channel, 3.2))
-    await asyncio.sleep(0.05)
+async def test_each_frame_keeps_its_cycle_without_drift(channel: str, listener: _Listener) -> None:
+    cycle = 0.25
     exporter, task = await _start(
-        CanSettings(interface="virtual", channel=channel, cycle_s=0.25, native=False)
+        CanSettings(interface="virtual", channel=channel, cycle_s=cycle, native=False)
     )
-    messages = await listening
-    await _stop(task)
-    times = [m.timestamp for m in messages if m.arbitration_id == 0x351]
-    assert len(times) >= 11  # ~3 s at 0.25 s
-    # Due times step by whole cycles: the mean period is the cycle, whatever the jitter.
-    mean = (times[-1] - times[0]) / (len(times) - 1)
-    assert mean == pytest.approx(0.25, rel=0.05)
-    assert {m.arbitration_id for m in messages} == {0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E}
+    try:
+        await until(lambda: len(exporter.inverter_slots(0x351)) >= 12, "12 sends of 0x351")
+        inverter_ids = {0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E}
+        await listener.until(lambda m: inverter_ids <= _ids(m), "every frame of the profile")
+    finally:
+        await _stop(task)
+    # The exporter's own schedule: each send takes the next slot of a fixed grid, so the due
+    # times step by whole cycles (a late loop skips slots, never shifts the grid): no drift,
+    # whatever the machine's load did to the wall clock.
+    slots = exporter.inverter_slots(0x351)
+    steps = [(b - a) / cycle for a, b in itertools.pairwise(slots)]
+    assert all(step >= 1 - 1e-6 and abs(step - round(step)) < 1e-6 for step in steps), steps
+    assert _ids(listener.messages) == inverter_ids
     assert exporter.send_errors == 0
 
 
-async def test_native_frames_carry_each_pack_and_rotate_the_cells(channel: str) -> None:
-    listening = asyncio.create_task(_listen(channel, 1.3))
-    await asyncio.sleep(0.05)
+async def test_native_frames_carry_each_pack_and_rotate_the_cells(
+    channel: str, listener: _Listener
+) -> None:
     _, task = await _start(
         CanSettings(interface="virtual", channel=channel, native_base_id=0x600, cells_per_cycle=4)
     )
-    messages = await listening
-    await _stop(task)
-    ids = {m.arbitration_id for m in messages}
-    assert {0x600, 0x601, 0x602, 0x603, 0x604, 0x605} <= ids
+    try:
+        messages = await listener.until(
+            lambda m: (
+                {0x600, 0x601, 0x602, 0x603, 0x604, 0x605} <= _ids(m)
+                and {x.data[0] for x in m if x.arbitration_id == 0x605} == set(range(1, 17))
+            ),
+            "every native frame and all 16 cells",
+        )
+    finally:
+        await _stop(task)
     twin = load_dbc("twin.dbc")
-    cells = {m.data[0] for m in messages if m.arbitration_id == 0x605}
-    assert cells == set(range(1, 17))  # 16 cells, 4 per 100 ms: all of them within a second
     summary = twin.get_message_by_name("TwinPackSummary")
     decoded = summary.decode(bytes(next(m.data for m in messages if m.arbitration_id == 0x600)))
     assert isinstance(decoded, dict) and decoded["PackVoltage"] == pytest.approx(53.2, abs=0.02)
 
 
-async def test_silent_until_the_inverter_speaks(channel: str) -> None:
-    inverter = can.Bus(interface="virtual", channel=channel)
+async def test_silent_until_the_inverter_speaks(channel: str, listener: _Listener) -> None:
+    exporter, task = await _start(
+        CanSettings(interface="virtual", channel=channel, native=False, silent_until_inverter=True)
+    )
     try:
-        exporter, task = await _start(
-            CanSettings(
-                interface="virtual", channel=channel, native=False, silent_until_inverter=True
-            )
-        )
-        quiet = await asyncio.to_thread(_collect, inverter, 0.5)
-        assert quiet == [] and exporter.frames_sent == 0
-        inverter.send(can.Message(arbitration_id=0x305, data=bytes(8), is_extended_id=False))
-        spoken = await asyncio.to_thread(_collect, inverter, 1.2)
-        await _stop(task)
+        # Twenty turns of its send loop without a word (the loop runs: it is waiting).
+        await until(lambda: exporter.transmit_cycles >= 20, "twenty turns of the send loop")
+        assert exporter.frames_sent == 0 and listener.messages == []
+        listener.bus.send(can.Message(arbitration_id=0x305, data=bytes(8), is_extended_id=False))
+        await listener.until(lambda m: 0x351 in _ids(m), "0x351 once the inverter spoke")
     finally:
-        inverter.shutdown()
-    assert 0x351 in {m.arbitration_id for m in spoken}
+        await _stop(task)
     assert exporter.inverter_seen_at is not None
 
 
@@ -139,7 +168,7 @@ async def test_silent_until_the_inverter_speaks(channel: str) -> None:
     ],
 )
 async def test_a_silent_inverter_triggers_the_heartbeat_action(
-    channel: str, action: HeartbeatAction, ccl_zero: bool, alarm: bool
+    channel: str, listener: _Listener, action: HeartbeatAction, ccl_zero: bool, alarm: bool
 ) -> None:
     exporter, task = await _start(
         CanSettings(
@@ -151,21 +180,21 @@ async def test_a_silent_inverter_triggers_the_heartbeat_action(
             heartbeat_action=action,
         )
     )
-    for _ in range(100):
-        if exporter.heartbeat_lost:
-            break
-        await asyncio.sleep(0.02)
-    assert exporter.heartbeat_lost
-    messages = await _listen(channel, 1.2)
-    await _stop(task)
-    limits = INVERTER.decode_message(
-        0x351, bytes(next(m.data for m in messages if m.arbitration_id == 0x351))
-    )
-    pairs = INVERTER.decode_message(
-        0x35A,
-        bytes(next(m.data for m in messages if m.arbitration_id == 0x35A)),
-        decode_choices=False,
-    )
+    try:
+        await until(lambda: exporter.heartbeat_lost, "the heartbeat lost")
+        mark = len(listener.messages)
+
+        def after_the_loss(messages: list[can.Message]) -> bool:
+            # Two of each: the first may have been sent before the loss and read after it.
+            ids = [m.arbitration_id for m in messages[mark:]]
+            return ids.count(0x351) >= 2 and ids.count(0x35A) >= 2
+
+        messages = (await listener.until(after_the_loss, "0x351 and 0x35A after the loss"))[mark:]
+    finally:
+        await _stop(task)
+    last = {m.arbitration_id: bytes(m.data) for m in messages}
+    limits = INVERTER.decode_message(0x351, last[0x351])
+    pairs = INVERTER.decode_message(0x35A, last[0x35A], decode_choices=False)
     assert isinstance(limits, dict) and isinstance(pairs, dict)
     assert (limits["ChargeCurrentLimit"] == 0.0) is ccl_zero
     assert (pairs["AlarmGeneral"] == 1) is alarm
@@ -175,12 +204,15 @@ async def test_a_bus_that_cannot_be_opened_is_retried_without_stopping(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     exporter, task = await _start(
-        CanSettings(interface="no-such-interface", channel="x", retry_s=0.05)
+        CanSettings(interface="no-such-interface", channel="x", retry_s=0.05), opens=False
     )
-    await asyncio.sleep(0.2)
-    assert not exporter.open and not task.done()
-    assert "cannot open no-such-interface:x" in caplog.text
-    await _stop(task)
+    try:
+        await until(
+            lambda: caplog.text.count("cannot open no-such-interface:x") >= 2, "two retries"
+        )
+        assert not exporter.open and not task.done()
+    finally:
+        await _stop(task)
 
 
 async def test_twin_dbc_lists_messages_and_signals() -> None:
@@ -198,13 +230,15 @@ VCAN = "vcan0"
     reason=f"no {VCAN} on this host (ip link add dev {VCAN} type vcan; ip link set up {VCAN})",
 )
 async def test_the_same_frames_on_socketcan_vcan0() -> None:
-    listener = can.Bus(interface="socketcan", channel=VCAN)
+    listener = _Listener("socketcan", VCAN)
     try:
         _, task = await _start(CanSettings(interface="socketcan", channel=VCAN, native=False))
-        messages = await asyncio.to_thread(_collect, listener, 1.5)
-        await _stop(task)
+        try:
+            messages = await listener.until(lambda m: 0x351 in _ids(m), "0x351 on vcan0")
+        finally:
+            await _stop(task)
     finally:
-        listener.shutdown()
+        listener.close()
     limits = INVERTER.decode_message(
         0x351, bytes(next(m.data for m in messages if m.arbitration_id == 0x351))
     )

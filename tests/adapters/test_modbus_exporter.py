@@ -14,6 +14,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
 from tests.ports import PackPort
+from tests.waiting import until
 from twin.app import StateHub
 from twin.config import load_register_maps
 from twin.exporters.modbus import ModbusExporter
@@ -35,7 +36,7 @@ def _free_port() -> int:
 
 
 async def _serve(
-    ctrl_hb_timeout_s: float | None = None, port: int | None = None
+    ctrl_hb_timeout_s: float | None = None, port: int | None = None, *, listens: bool = True
 ) -> tuple[ModbusExporter, asyncio.Task[None], int]:
     settings = lfp_settings(vbalance_v=3.5, vmax_v=3.65)
     hub = StateHub(("pack1",))
@@ -57,10 +58,8 @@ async def _serve(
         {"pack1": 16},
     )
     task = asyncio.create_task(exporter.run())
-    for _ in range(200):
-        if exporter.listening:
-            break
-        await asyncio.sleep(0.02)
+    if listens:
+        await until(lambda: exporter.listening, "listening")
     return exporter, task, port
 
 
@@ -96,17 +95,17 @@ async def test_a_controller_that_stops_writing_ctrlhb_raises_evt1_bit_0(
     read = await modbus.read_holding_registers(40070 + 19, count=1, device_id=1)
     assert read.registers == [7]
     assert not await _evt1(modbus) & 1
-    for _ in range(100):  # the timeout is 0.3 s; the tick looks every 0.1 s
-        if await _evt1(modbus) & 1:
-            break
-        await asyncio.sleep(0.05)
-    assert await _evt1(modbus) & 1
+
+    # The timeout is 0.3 s; the tick looks every 0.1 s.
+    async def alarmed() -> bool:
+        return bool(await _evt1(modbus) & 1)
+
+    async def cleared() -> bool:
+        return not await alarmed()
+
+    await until(alarmed, "Evt1 bit 0")
     await modbus.write_register(40070 + 19, 8, device_id=1)
-    for _ in range(100):
-        if not await _evt1(modbus) & 1:
-            break
-        await asyncio.sleep(0.02)
-    assert not await _evt1(modbus) & 1
+    await until(cleared, "Evt1 bit 0 cleared")
 
 
 async def test_almrst_takes_0_or_1_only(
@@ -147,14 +146,10 @@ async def test_a_busy_port_is_retried_without_stopping_anything(
     blocker.listen()
     port = blocker.getsockname()[1]
     with caplog.at_level(logging.ERROR, logger="twin.exporters.modbus"):
-        exporter, task, _ = await _serve(port=port)
+        exporter, task, _ = await _serve(port=port, listens=False)
+        await until(lambda: "cannot listen" in caplog.text, "the bind error logged")
         assert not _listening(exporter)
-        assert "cannot listen" in caplog.text
         blocker.close()
-        for _ in range(200):
-            if _listening(exporter):
-                break
-            await asyncio.sleep(0.02)
-        assert _listening(exporter)
+        await until(lambda: _listening(exporter), "listening once the port is free")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

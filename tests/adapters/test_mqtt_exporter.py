@@ -6,7 +6,7 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from tests.factories import lfp_settings
 from tests.frames import sample_frame
 from tests.mqtt_broker import Broker, Watcher, broker_kind
 from tests.ports import PackPort
+from tests.waiting import until
 from twin.app import StateHub
 from twin.exporters.mqtt import MqttExporter
 from twin.exporters.mqtt_map import CELL_KEYS, MqttSettings
@@ -26,15 +27,6 @@ from twin.protocol.shadow import PackShadow
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 PREFIX = "adapter"
-
-
-async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    """Poll without blocking the loop the exporter runs on."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 def _hub_and_port() -> tuple[StateHub, PackPort]:

@@ -16,6 +16,7 @@ is sent before the inverter has sent a frame.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -97,12 +98,20 @@ def describe_dbc(path: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Due times kept per frame (``CanExporter.inverter_slots``): a minute of a 1 s frame.
+SLOTS_RECORDED = 64
+
+
 class _Schedule:
     """When each frame is next due (no drift: due times step by whole cycles)."""
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, record: int = 0) -> None:
         self.start = start
         self._due: dict[object, tuple[float, float]] = {}
+        self.record = record
+        self.slots: dict[object, collections.deque[float]] = {}
+        """Per key, the due times it was last sent for (the ``record`` newest): its schedule
+        as the exporter kept it, whatever the wall clock or the load did."""
 
     def due(self, key: object, cycle_s: float, now: float) -> bool:
         """Whether ``key`` is due at ``now``; if so, its next due time is set."""
@@ -110,6 +119,7 @@ class _Schedule:
         if entry is None:
             # A frame's grid starts when it is first sent (a pack's first state may come late).
             self._due[key] = (now + cycle_s, cycle_s)
+            self._note(key, now)
             return True
         next_s, _ = entry
         if now < next_s:
@@ -117,7 +127,15 @@ class _Schedule:
         # Skip whole cycles that were missed (a stalled loop), never send a burst.
         missed = int((now - next_s) // cycle_s) + 1
         self._due[key] = (next_s + missed * cycle_s, cycle_s)
+        self._note(key, next_s + (missed - 1) * cycle_s)
         return True
+
+    def _note(self, key: object, slot_s: float) -> None:
+        if self.record:
+            slots = self.slots.get(key)
+            if slots is None:
+                slots = self.slots[key] = collections.deque(maxlen=self.record)
+            slots.append(slot_s)
 
     def next_time(self) -> float:
         """The earliest due time."""
@@ -188,6 +206,9 @@ class CanExporter:
         self._failures = 0
         self._started = time.monotonic()
         self._warned: set[str] = set()
+        self._schedule: _Schedule | None = None
+        self.transmit_cycles = 0
+        """Turns of the send loop (sending or not): a test sees the exporter at work."""
 
     def status(self) -> str:
         """For the status line."""
@@ -260,9 +281,11 @@ class CanExporter:
     async def _transmit(self, bus: can.BusABC) -> None:
         s = self.settings
         spec = PROFILES[s.profile]
-        schedule = _Schedule(time.monotonic())
+        schedule = _Schedule(time.monotonic(), record=SLOTS_RECORDED)
+        self._schedule = schedule
         while True:
             now = time.monotonic()
+            self.transmit_cycles += 1
             self._watch_heartbeat(now)
             if s.silent_until_inverter and self.inverter_seen_at is None:
                 await asyncio.sleep(0.05)
@@ -300,6 +323,13 @@ class CanExporter:
             return
         self._failures = 0
         self.frames_sent += 1
+
+    def inverter_slots(self, frame_id: int) -> list[float]:
+        """The due times (monotonic s) inverter frame ``frame_id`` was last sent for."""
+        schedule = self._schedule
+        if schedule is None:
+            return []
+        return list(schedule.slots.get(("inverter", frame_id), ()))
 
     def _cycle_of(self, frame_id: int, min_period_s: float) -> float:
         if self.settings.cycle_s is not None:
