@@ -14,7 +14,7 @@ import pytest
 
 from tests.frames import GOLDEN_A, GOLDEN_LFP, frame_stream
 from twin.sources.base import Chunk
-from twin.sources.capture import CaptureWriter
+from twin.sources.capture import MAGIC, CaptureWriter
 
 TWIN = [sys.executable, "-m", "twin"]
 REQUIRED_KEYS = {
@@ -73,6 +73,24 @@ def test_decode_jsonl_of_a_raw_dump(tmp_path: Path) -> None:
     assert (lfp["key"], lfp["value"]) == (6, 0x33)
     assert a["current2_a"] is None  # sign byte "X"
     assert "2 frames decoded, 26 bytes rejected" in result.stderr
+
+
+def test_decode_jsonl_refuses_records_whose_time_is_not_finite(tmp_path: Path) -> None:
+    # `twin decode --format jsonl` crashed on a capture whose times were nan.
+    path = tmp_path / "odd.cap"
+    lines = [
+        f"0.000000 {GOLDEN_LFP.hex()}",
+        f"nan {GOLDEN_A.hex()}",
+        f"inf {GOLDEN_A.hex()}",
+        f"1.000000 {GOLDEN_A.hex()}",
+    ]
+    path.write_text("\n".join([MAGIC, *lines]) + "\n", encoding="ascii")
+    result = twin("decode", str(path), "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]  # valid JSON, each
+    assert len(records) == 2
+    assert "line 3: the time 'nan' is not finite" in result.stderr
+    assert "2 unreadable capture lines skipped" in result.stderr
 
 
 def test_decode_table_of_a_capture_with_both_scales(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -128,6 +129,10 @@ class CaptureReader:
                 except ValueError:
                     # A capture killed mid-write ends in a partial line: skip it, say so.
                     self.bad_lines.append(f"line {number}: not '<seconds> <hex bytes>'")
+                    continue
+                if not math.isfinite(time_s):
+                    # nan / inf: no timeline to place the bytes on (and no JSON number).
+                    self.bad_lines.append(f"line {number}: the time {time_text!r} is not finite")
                     continue
                 if data:
                     yield Chunk(data, time_s)
