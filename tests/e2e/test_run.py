@@ -129,3 +129,17 @@ def test_an_impossible_capacity_is_refused_everywhere_and_never_sticks(tmp_path:
         assert twin.stop() == 0
     kept = list(tmp_path.glob("state.json.corrupt-*"))
     assert len(kept) == 1 and "1e+300" in kept[0].read_text(encoding="utf-8")
+
+
+def test_a_failed_final_save_is_the_last_word_not_state_saved(tmp_path: Path) -> None:
+    config = write_config(tmp_path, save_interval_s=1)
+    (tmp_path / "blocker").write_text("a file where the state's directory should be")
+    config.write_text(
+        config.read_text().replace('path = "state.json"', 'path = "blocker/state.json"')
+    )
+    with TwinProcess(config) as twin:
+        twin.wait_for_message("cannot be written")
+        assert twin.stop() == 0
+    last = twin.logs[-1]
+    assert last["level"] == "error" and "could NOT be saved" in last["message"], last
+    assert not any("state saved" in str(e.get("message")) for e in twin.logs)
