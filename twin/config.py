@@ -264,7 +264,7 @@ class ModbusModel(_Model):
     fleet_unit_id: int | None = Field(default=100, ge=1, le=247)
     unit_ids: dict[str, Annotated[int, Field(ge=1, le=247)]] = Field(default_factory=dict)
     ctrl_hb_timeout_s: float | None = Field(default=None, gt=0.0, le=86_400.0)
-    max_connections: int = Field(default=32, ge=1, le=1000)
+    max_connections: int = Field(default=100, ge=1, le=1000)
     idle_timeout_s: float | None = Field(default=120.0, gt=0.0, le=86_400.0)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -153,3 +155,18 @@ async def test_a_busy_port_is_retried_without_stopping_anything(
         await until(lambda: _listening(exporter), "listening once the port is free")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_connection_cap_leaves_the_store_its_descriptors() -> None:
+    # Under a hard limit of 300 open files, 100 connections and the reserve do not fit: the cap
+    # shrinks (with a warning) rather than let connections take the state file's descriptors.
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300));"
+        "from twin.exporters.modbus_tcp import ensure_descriptors, DESCRIPTOR_RESERVE;"
+        "print(ensure_descriptors(100), resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["44", "300"]  # raised to the hard limit, then 300 - 256
+    assert "at most 44 connections instead of 100" in result.stderr

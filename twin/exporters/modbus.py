@@ -41,7 +41,7 @@ from twin.exporters.modbus_map import (
     pack_values,
     unit_layout,
 )
-from twin.exporters.modbus_tcp import HardenedTcpServer
+from twin.exporters.modbus_tcp import HardenedTcpServer, ensure_descriptors
 from twin.exporters.ports import SettingsPort, StateFeed
 from twin.model.pin import LockState, PinResult
 
@@ -148,7 +148,7 @@ class ModbusExporter:
         return HardenedTcpServer(
             self.devices(),
             address=(self.settings.host, self.settings.port),
-            max_connections=self.settings.max_connections,
+            max_connections=ensure_descriptors(self.settings.max_connections),
             idle_timeout_s=self.settings.idle_timeout_s,
             trace_connect=self._on_connect,
         )

@@ -176,7 +176,7 @@ class ModbusSettings:
     bit 0 (communication) on the units it watched. None: not watched."""
     retry_s: float = 5.0
     """Wait before trying to listen again when the address is lost while running."""
-    max_connections: int = 32
+    max_connections: int = 100
     """Client connections open at once; a new one closes the one quiet the longest."""
     idle_timeout_s: float | None = 120.0
     """A connection with no request for this long is closed (None: never)."""

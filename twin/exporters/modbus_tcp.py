@@ -56,6 +56,43 @@ MAX_READ_BYTES = 1 << 18
 _CONNECTION_NUMBERS = itertools.count(1)
 
 
+#: Descriptors the rest of the twin may need besides the Modbus connections (the state file,
+#: a serial port, CAN and MQTT sockets, a burst of accepted sockets not yet closed).
+DESCRIPTOR_RESERVE = 256
+
+
+def ensure_descriptors(max_connections: int) -> int:
+    """Raise the open-file limit to fit ``max_connections`` and the reserve, if allowed.
+
+    Returns the connections that fit (``max_connections``, or fewer under a hard limit, with a
+    warning): the cap must never let the connections take the descriptors the store needs.
+    """
+    try:
+        import resource  # POSIX only
+    except ImportError:  # pragma: no cover - not on Linux
+        return max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max_connections + DESCRIPTOR_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return max_connections
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    fits = max(1, min(max_connections, soft - DESCRIPTOR_RESERVE))
+    if fits < max_connections:
+        log.warning(
+            "modbus: %d open files allowed: at most %d connections instead of %d",
+            soft,
+            fits,
+            max_connections,
+        )
+    return fits
+
+
 class Connection(ServerRequestHandler):
     """One client: every frame of a read answered in order; a bad header closes it."""
 
