@@ -44,6 +44,13 @@ port = {port}
 """
 
 
+def run_twin(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``twin ARGS`` to its end (at most 60 s); its output captured."""
+    return subprocess.run(
+        [*TWIN, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
 def free_port() -> int:
     """A TCP port free on loopback now."""
     with socket.socket() as sock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.modbus_raw import RawModbus, exception_of
-from tests.e2e.service import TWIN, TwinProcess, free_port, wait_until, write_config
+from tests.e2e.service import TwinProcess, free_port, run_twin, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -169,14 +168,7 @@ def test_a_port_in_use_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         config = write_config(tmp_path, port=port)
-        result = subprocess.run(
-            [*TWIN, "run", "--config", str(config), "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            check=False,
-        )
+        result = run_twin("run", "--config", str(config), "--quiet", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"twin run: modbus: cannot listen on 127.0.0.1:{port}"), last

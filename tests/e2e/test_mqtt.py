@@ -148,21 +148,28 @@ def test_the_twin_outlives_its_broker_and_republishes(tmp_path: Path, broker: Br
             lambda e: "mqtt: connected" in str(e.get("message")) and "again" in e["message"],
             timeout_s=15,
         )
-        watcher = Watcher(broker, f"{prefix}/status")
-        try:
-            wait_until(lambda: watcher.get(f"{prefix}/status") == b"online", what="online again")
-        finally:
-            watcher.close()
-        # Online comes last: by now the broker holds the state again, for anyone who comes.
-        late = Watcher(broker, f"{prefix}/#", client_id="late")
-        try:
-            wait_until(lambda: f"{prefix}/pack1/state" in late.retained, what="the state again")
-            state = json.loads(late.retained[f"{prefix}/pack1/state"])
-            assert state["pack_voltage_v"] is not None
-            assert f"{prefix}/pack1/cell/8/voltage_v" in late.retained
-        finally:
-            late.close()
+        retained = _retained_once_online_again(broker, prefix)
+        state = json.loads(retained[f"{prefix}/pack1/state"])
+        assert state["pack_voltage_v"] is not None
+        assert f"{prefix}/pack1/cell/8/voltage_v" in retained
         assert twin.stop() == 0
+
+
+def _retained_once_online_again(broker: Broker, prefix: str) -> dict[str, bytes]:
+    """What a subscriber gets from the broker once the twin says ``online`` again."""
+    watcher = Watcher(broker, f"{prefix}/status", client_id="after")
+    try:
+        wait_until(lambda: watcher.get(f"{prefix}/status") == b"online", what="online again")
+    finally:
+        watcher.close()
+    # Online comes last: by now the broker holds the state again, for anyone who comes.
+    late = Watcher(broker, f"{prefix}/#", client_id="late")
+    try:
+        wait_until(lambda: f"{prefix}/pack1/state" in late.retained, what="the state again")
+        assert late.retained[f"{prefix}/status"] == b"online"
+        return dict(late.retained)
+    finally:
+        late.close()
 
 
 def _steady_state_then_outage(
@@ -206,18 +213,8 @@ def test_five_outages_in_the_steady_state_each_republish(tmp_path: Path, broker:
     with TwinProcess(config) as twin:
         for cycle in range(1, 6):
             _steady_state_then_outage(twin, broker, prefix, port, cycle)
-        watcher = Watcher(broker, f"{prefix}/status", client_id="after")
-        try:
-            wait_until(lambda: watcher.get(f"{prefix}/status") == b"online", what="online again")
-        finally:
-            watcher.close()
-        # Online comes last: a subscriber now gets the whole state from the broker, retained.
-        late = Watcher(broker, f"{prefix}/#", client_id="late")
-        try:
-            wait_until(lambda: f"{prefix}/pack1/state" in late.retained, what="the state again")
-            assert late.retained[f"{prefix}/status"] == b"online"
-        finally:
-            late.close()
+        retained = _retained_once_online_again(broker, prefix)
+        assert json.loads(retained[f"{prefix}/pack1/state"])["pack_voltage_v"] is not None
         # Nothing ended or restarted the exporter (the supervisor logs that as an error).
         errors = [e for e in twin.logs if e["level"] == "error" and e["logger"].startswith("twin")]
         assert not errors, twin.transcript()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.modbus_raw import RawModbus
-from tests.e2e.service import TWIN, TwinProcess, free_port, wait_until, write_config
+from tests.e2e.service import TwinProcess, free_port, run_twin, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +84,7 @@ def test_a_config_error_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path).read_text(encoding="utf-8").replace("cells = 8", "cells = 300")
     path = tmp_path / "bad.toml"
     path.write_text(config, encoding="utf-8")
-    done = subprocess.run(
-        [*TWIN, "run", "--config", str(path), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_twin("run", "--config", str(path), "--quiet")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cells" in lines[0] and "300" in lines[0]
