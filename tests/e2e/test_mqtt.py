@@ -165,7 +165,9 @@ def _retained_once_online_again(broker: Broker, prefix: str) -> dict[str, bytes]
     # Online comes last: by now the broker holds the state again, for anyone who comes.
     late = Watcher(broker, f"{prefix}/#", client_id="late")
     try:
-        wait_until(lambda: f"{prefix}/pack1/state" in late.retained, what="the state again")
+        # The broker hands its retained messages over in no particular order: wait for both.
+        topics = {f"{prefix}/pack1/state", f"{prefix}/status", f"{prefix}/pack1/cell/8/voltage_v"}
+        wait_until(lambda: topics <= set(late.retained), what="the state, a cell and the status")
         assert late.retained[f"{prefix}/status"] == b"online"
         return dict(late.retained)
     finally:
