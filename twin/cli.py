@@ -262,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(example_text())
             return EXIT_OK
         if args.command == "run":
-            from twin.app import RunOptions, configure_logging, serve
+            from twin.app import RunOptions, serve
+            from twin.logs import configure_logging
 
             config = load_config(args.config)
             configure_logging(args.log_format, args.log_level)

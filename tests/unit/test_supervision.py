@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from twin import app
+from twin.logs import RepeatFilter
 
 
 def test_an_exporter_that_ends_is_logged_and_runs_again(
@@ -63,7 +64,7 @@ def test_a_flood_of_one_log_line_is_cut_and_counted() -> None:
             records.append(record)
 
     handler = Keep()
-    handler.addFilter(app.RepeatFilter(burst=3, window_s=10.0))
+    handler.addFilter(RepeatFilter(burst=3, window_s=10.0))
     logger = logging.getLogger("twin.test.flood")
     logger.addHandler(handler)
     logger.propagate = False

@@ -22,7 +22,7 @@ each seen in black-box tests against 3.16:
   connection hands on to a new one; the old one's clean-up then removed the new one, which
   stayed open for good. Each connection here has a number of its own.
 - **Noise.** Each refused or evicted connection is logged through the service's logger, whose
-  handler collapses repeated lines (``twin.app.RepeatFilter``).
+  handler collapses repeated lines (``twin.logs.RepeatFilter``).
 """
 
 from __future__ import annotations
