@@ -143,6 +143,7 @@ class ModbusExporter:
                 "is another twin or Modbus server running there? ([modbus] port)"
             ) from exc
         self._server = server
+        self.listening = True  # bound: clients are taken in from now on
 
     def _new_server(self) -> HardenedTcpServer:
         return HardenedTcpServer(
