@@ -162,20 +162,11 @@ class ModbusExporter:
         self._started = time.monotonic()
         address = (self.settings.host, self.settings.port)
         while self._server is None:
-            server = self._new_server()
             try:
-                await server.serve_forever(background=True)
-            except (OSError, RuntimeError) as exc:
-                log.error(
-                    "modbus: cannot listen on %s:%d (%s); retrying in %.0f s",
-                    *address,
-                    _bind_reason(exc),
-                    self.settings.retry_s,
-                )
-                await server.shutdown()  # type: ignore[no-untyped-call]
+                await self.start()
+            except StartupError as exc:
+                log.error("%s; retrying in %.0f s", exc, self.settings.retry_s)
                 await asyncio.sleep(self.settings.retry_s)
-                continue
-            self._server = server
         server = self._server
         self.listening = True
         log.info(

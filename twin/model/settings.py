@@ -325,6 +325,23 @@ def with_settings(settings: BmsSettings, values: dict[str, float]) -> BmsSetting
     )
 
 
+#: Any board's cell voltages (both generations together).
+_ANY_CELL_V = (
+    min(lo for lo, _ in CELL_VOLTAGE_RANGE_V.values()),
+    max(hi for _, hi in CELL_VOLTAGE_RANGE_V.values()),
+)
+#: The bounds of each writable setting that every BMS shares.
+_WRITABLE_BOUNDS: dict[str, tuple[float, float]] = {
+    "vmin_v": _ANY_CELL_V,
+    "vmax_v": _ANY_CELL_V,
+    "tmin_c": TEMPERATURE_RANGE_C,
+    "tmax_c": TEMPERATURE_RANGE_C,
+    "charge_restart_pct": (0.0, 100.0),
+    "discharge_restart_pct": (0.0, 100.0),
+    "capacity_wh": CAPACITY_WH_RANGE,
+}
+
+
 def writable_value_problem(name: str, value: float) -> str | None:
     """What is wrong with ``value`` for writable setting ``name`` on any BMS (None: nothing).
 
@@ -335,15 +352,7 @@ def writable_value_problem(name: str, value: float) -> str | None:
         return f"{name} is not a writable setting"
     if not math.isfinite(value):
         return f"{name} {value!r} is not a finite number"
-    lo, hi = {
-        "vmin_v": (min(r[0] for r in CELL_VOLTAGE_RANGE_V.values()), 5.0),
-        "vmax_v": (min(r[0] for r in CELL_VOLTAGE_RANGE_V.values()), 5.0),
-        "tmin_c": TEMPERATURE_RANGE_C,
-        "tmax_c": TEMPERATURE_RANGE_C,
-        "charge_restart_pct": (0.0, 100.0),
-        "discharge_restart_pct": (0.0, 100.0),
-        "capacity_wh": CAPACITY_WH_RANGE,
-    }[name]
+    lo, hi = _WRITABLE_BOUNDS[name]
     if not lo <= value <= hi:
         return f"{name} {value:g} is out of range ({lo:g}..{hi:g})"
     return None
