@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from twin.model.inputs import BmsInputs
+from twin.model.limits import LimitFlag
 from twin.model.settings import BmsSettings, RelayMode
+from twin.model.status import StatusFlag
+from twin.protocol.readout import FleetReadout, PackReadout, fleet_readout, pack_readout
+from twin.protocol.shadow import TwinState, fleet_view
 
 LFP = {"vmin_v": 2.90, "vbalance_v": 3.40, "vmax_v": 3.70}
 
@@ -59,3 +65,74 @@ def reading(
         cell_count=cells,
         comm_error=comm_error,
     )
+
+
+def readouts(
+    states: Mapping[str, TwinState], pack_ids: tuple[str, ...] | None = None
+) -> tuple[dict[str, PackReadout], FleetReadout]:
+    """The readouts the hub would publish for ``states`` (every pack configured by default)."""
+    ids = pack_ids if pack_ids is not None else tuple(states)
+    packs = {pid: pack_readout(state) for pid, state in states.items()}
+    return packs, fleet_readout(fleet_view(dict(states), ids), ids, packs)
+
+
+def fleet_sample(**changes: object) -> FleetReadout:
+    """A fresh one-pack fleet readout (pack1, 16S LiFePO4 280 Ah at 52.28 V, 60 %)."""
+    values: dict[str, object] = {
+        "pack_ids": ("pack1",),
+        "pack_count": 1,
+        "initialized": True,
+        "stale": False,
+        "complete": True,
+        "charge_twin": True,
+        "discharge_twin": True,
+        "charge_effective": True,
+        "discharge_effective": True,
+        "warnings": StatusFlag.NONE,
+        "warning_e": False,
+        "warning_vl": False,
+        "warning_vh": False,
+        "warning_tl": False,
+        "warning_th": False,
+        "alarms": LimitFlag.NONE,
+        "early_warnings": LimitFlag.NONE,
+        "capacity_wh": 280.0 * 51.2,
+        "capacity_ah": 280.0,
+        "voltage_rating_v": 16 * 3.65,
+        "soc_pct": 60.0,
+        "soc_calibrated": True,
+        "stored_energy_wh": 0.6 * 280.0 * 51.2,
+        "harvested_today_wh": 0.0,
+        "consumed_today_wh": 0.0,
+        "harvested_total_wh": 1_520_000.0,
+        "consumed_total_wh": 1_490_000.0,
+        "charge_voltage_limit_v": 55.2,
+        "charge_current_limit_a": 50.0,
+        "discharge_current_limit_a": 80.0,
+        "discharge_voltage_limit_v": 48.0,
+        "force_charge_request": False,
+        "full_charge_request": False,
+        "pack_voltage_v": 52.28,
+        "battery_current_a": 0.4,
+        "current1_a": 0.4,
+        "current2_a": 0.0,
+        "battery_power_w": 52.28 * 0.4,
+        "charge_state": None,
+        "min_cell_voltage_v": 3.31,
+        "min_cell_pack_id": "pack1",
+        "min_cell_index": 7,
+        "max_cell_voltage_v": 3.34,
+        "max_cell_pack_id": "pack1",
+        "max_cell_index": 12,
+        "cell_spread_v": 0.03,
+        "avg_cell_voltage_v": 3.325,
+        "min_temp_c": 19.0,
+        "min_temp_pack_id": "pack1",
+        "min_temp_index": 3,
+        "max_temp_c": 23.0,
+        "max_temp_pack_id": "pack1",
+        "max_temp_index": 9,
+        "avg_temp_c": 22.0,
+    }
+    values.update(changes)
+    return FleetReadout(**values)  # type: ignore[arg-type]

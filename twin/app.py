@@ -37,10 +37,12 @@ from twin.errors import SourceError
 from twin.exporters.canbus import CanExporter
 from twin.exporters.modbus import ModbusExporter
 from twin.exporters.mqtt import MqttExporter
+from twin.exporters.ports import Exporter
 from twin.model.logic import LogicState
 from twin.model.pin import PinGuard
 from twin.model.settings import BmsSettings, with_settings, writable_values
 from twin.model.status import StatusFlag
+from twin.protocol.readout import PackReadout, fleet_readout, pack_readout
 from twin.protocol.shadow import PackShadow, TwinState, fleet_view
 from twin.sources.base import ByteSource
 from twin.sources.capture import ReplaySource
@@ -61,10 +63,11 @@ SOURCE_RETRY_MAX_S = 10.0
 
 
 class StateHub:
-    """The newest ``TwinState`` of each pack and the fleet aggregate; exporters read it.
+    """The newest ``TwinState`` of each pack, its readout and the fleet's; exporters read it.
 
-    ``publish`` replaces a pack's snapshot and recomputes the fleet; ``wait`` lets an exporter
-    sleep until something newer than the version it has seen arrives.
+    ``publish`` replaces a pack's snapshot, builds its readout and the fleet's (once per state,
+    for every exporter); ``wait`` lets an exporter sleep until something newer than the
+    version it has seen arrives.
     """
 
     def __init__(self, pack_ids: tuple[str, ...]) -> None:
@@ -72,16 +75,29 @@ class StateHub:
             raise ValueError("a hub needs at least one pack")
         self.pack_ids = pack_ids
         self._states: dict[str, TwinState] = {}
+        self._readouts: dict[str, PackReadout] = {}
         self._published_at: dict[str, float] = {}
-        self.fleet = fleet_view({}, pack_ids)
+        self.fleet_view = fleet_view({}, pack_ids)
+        self.fleet = fleet_readout(self.fleet_view, pack_ids, {})
         self.version = 0
         self._changed = asyncio.Event()
 
     def publish(self, state: TwinState) -> None:
         """A new snapshot of one pack."""
-        self._states[state.pack_id] = state
         self._published_at[state.pack_id] = asyncio.get_running_loop().time()
-        self.fleet = fleet_view(self._states, self.pack_ids)
+        self._replace(state)
+
+    def republish(self, pack_id: str, settings: BmsSettings) -> None:
+        """The pack's newest snapshot again, with settings just written (read back at once)."""
+        state = self._states.get(pack_id)
+        if state is not None and state.settings != settings:
+            self._replace(dataclasses.replace(state, settings=settings))
+
+    def _replace(self, state: TwinState) -> None:
+        self._states[state.pack_id] = state
+        self._readouts[state.pack_id] = pack_readout(state)
+        self.fleet_view = fleet_view(self._states, self.pack_ids)
+        self.fleet = fleet_readout(self.fleet_view, self.pack_ids, self._readouts)
         self.version += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -89,6 +105,14 @@ class StateHub:
     def latest(self, pack_id: str) -> TwinState | None:
         """The newest snapshot of ``pack_id``; None before its first."""
         return self._states.get(pack_id)
+
+    def pack(self, pack_id: str) -> PackReadout | None:
+        """The newest readout of ``pack_id``; None before its first state."""
+        return self._readouts.get(pack_id)
+
+    def packs(self) -> Mapping[str, PackReadout]:
+        """The newest readout of every pack that has a state."""
+        return dict(self._readouts)
 
     def published_at(self, pack_id: str) -> float | None:
         """When (event-loop time) the newest snapshot of ``pack_id`` was published."""
@@ -497,9 +521,10 @@ class Service:
     def apply_settings(self, pack_id: str, values: dict[str, float]) -> None:
         """Apply validated settings to the pack's twin (and its emulated BMS); save soon."""
         try:
-            self._pack(pack_id).apply_settings(values)
+            settings = self._pack(pack_id).apply_settings(values)
         except KeyError as exc:
             raise ValueError(str(exc).strip("'")) from exc
+        self.hub.republish(pack_id, settings)
         self._save_soon.set()
 
     def clear_counters(self, pack_id: str) -> None:
@@ -609,8 +634,8 @@ class Service:
         await self.stopping.wait()
         raise _StopRequestedError
 
-    def _exporters(self) -> dict[str, ModbusExporter | CanExporter | MqttExporter]:
-        exporters: dict[str, ModbusExporter | CanExporter | MqttExporter] = {}
+    def _exporters(self) -> dict[str, Exporter]:
+        exporters: dict[str, Exporter] = {}
         modbus = self.config.modbus
         if modbus is not None:
             exporters["modbus"] = ModbusExporter(

@@ -8,6 +8,10 @@
    other.
 3. Each protocol library is imported by exactly one module.
 4. Only twin.app sees sources and exporters together.
+5. Exporters read the readout (twin.protocol.readout), never the shadow's state behind it, and
+   never import each other (an adapter and its own map are one exporter; ports is shared).
+6. No parse function opens a file: parse functions take text, only the ``load_*`` functions
+   read files.
 """
 
 from __future__ import annotations
@@ -59,6 +63,20 @@ LIBRARY_OWNERS = {
     "serial": {"twin.sources.serial"},
     "serial_asyncio_fast": {"twin.sources.serial"},
 }
+#: The exporter each module of twin.exporters belongs to (an adapter and its pure map).
+EXPORTER_OF = {
+    "modbus": "modbus",
+    "modbus_tcp": "modbus",
+    "modbus_map": "modbus",
+    "canbus": "can",
+    "can_map": "can",
+    "mqtt": "mqtt",
+    "mqtt_map": "mqtt",
+}
+#: What every exporter may share (modules of twin.exporters).
+EXPORTER_SHARED = {"ports"}
+#: Calls that read a file (by function or method name).
+FILE_READS = {"open", "read_text", "read_bytes", "load_file", "load", "loadtxt"}
 EDGE_ALLOWED_TWIN = {
     "twin.sources": ("twin.model", "twin.protocol", "twin.errors", "twin.emulator"),
     "twin.exporters": ("twin.model", "twin.protocol", "twin.errors"),
@@ -103,11 +121,12 @@ def imports_of(path: Path, root: Path) -> list[Import]:
                 else node.module or ""
             )
             found.append(Import(module, target, node.lineno))
-            # "from twin import config" imports the module twin.config.
+            # "from twin import config" imports the module twin.config ("from twin.exporters
+            # import mqtt_map" the module twin.exporters.mqtt_map).
             found += [
                 Import(module, f"{target}.{alias.name}", node.lineno)
                 for alias in node.names
-                if target == "twin"
+                if target in ("twin", "twin.exporters")
             ]
         elif isinstance(node, ast.Call) and node.args:
             func = node.func
@@ -168,6 +187,16 @@ def check_imports(root: Path) -> list[str]:
                         violations.append(
                             f"rule 2: {where}: only {', '.join(EDGE_ALLOWED_TWIN[edge])}"
                         )
+            if _within(imp.module, "twin.exporters"):
+                if _within(imp.target, "twin.protocol.shadow"):
+                    violations.append(f"rule 5: {where}: exporters read the readout")
+                elif _within(imp.target, "twin.exporters") and imp.target != "twin.exporters":
+                    mine = imp.module.split(".")[2] if imp.module.count(".") >= 2 else ""
+                    theirs = imp.target.split(".")[2]
+                    if theirs not in EXPORTER_SHARED and EXPORTER_OF.get(
+                        mine, mine
+                    ) != EXPORTER_OF.get(theirs, theirs):
+                        violations.append(f"rule 5: {where}: exporters never import each other")
             owners = LIBRARY_OWNERS.get(top)
             if owners is not None and imp.module not in owners:
                 violations.append(
@@ -176,7 +205,32 @@ def check_imports(root: Path) -> list[str]:
     for module in sorted(sees_sources & sees_exporters):
         if module != "twin.app":
             violations.append(f"rule 4: {module} imports sources and exporters: only twin.app may")
+    for path in sorted((root / "twin").rglob("*.py")):
+        violations += parse_functions_reading_files(path, root)
     return violations
+
+
+def parse_functions_reading_files(path: Path, root: Path) -> list[str]:
+    """Rule 6: a ``parse*`` function (or one nested in it) that reads a file."""
+    module = _module_name(path, root)
+    found: list[str] = []
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if not node.name.lstrip("_").startswith("parse"):
+            continue
+        for call in ast.walk(node):
+            if not isinstance(call, ast.Call):
+                continue
+            func = call.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in FILE_READS:
+                found.append(
+                    f"rule 6: {module}.{node.name} (line {call.lineno}) calls {name}: "
+                    "parse functions take text; only load_* functions read files"
+                )
+    return found
 
 
 def test_the_twin_package_keeps_the_import_rules() -> None:
@@ -234,6 +288,29 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             {"twin/runner.py": "import twin.sources.serial\nimport twin.exporters.modbus\n"},
             "rule 4: twin.runner",
         ),
+        (
+            {"twin/exporters/web.py": "from twin.protocol.shadow import TwinState\n"},
+            "rule 5: twin.exporters.web (line 1) imports twin.protocol.shadow",
+        ),
+        (
+            {"twin/exporters/mqtt_map.py": "from twin.exporters.modbus_map import evt1\n"},
+            "rule 5: twin.exporters.mqtt_map (line 1) imports twin.exporters.modbus_map",
+        ),
+        (
+            {"twin/exporters/canbus.py": "from twin.exporters import mqtt_map\n"},
+            "exporters never import each other",
+        ),
+        (
+            {
+                "twin/config/run.py": "def parse_config(path):\n"
+                "    with open(path) as f:\n        return f.read()\n"
+            },
+            "rule 6: twin.config.run.parse_config (line 2) calls open",
+        ),
+        (
+            {"twin/config/scenario.py": "def parse_scenario(p):\n    return p.read_text()\n"},
+            "rule 6: twin.config.scenario.parse_scenario",
+        ),
     ],
 )
 def test_the_checker_reports_violations(
@@ -252,6 +329,10 @@ def test_the_checker_accepts_the_allowed_shapes(tmp_path: Path) -> None:
             "twin/exporters/modbus.py": "import pymodbus\nfrom twin.errors import E\n",
             "twin/sources/serial.py": "import serial_asyncio_fast\nfrom twin.model import m\n",
             "twin/app.py": "import twin.sources.serial\nimport twin.exporters.modbus\n",
+            "twin/exporters/mqtt.py": "from twin.exporters.mqtt_map import m\n"
+            "from twin.exporters.ports import p\nfrom twin.protocol.readout import r\n",
+            "twin/config/load.py": "def load_config(path):\n    return parse(path.read_text())\n"
+            "def parse_config(text):\n    return tomllib.loads(text)\n",
         },
     )
     assert check_imports(root) == []

@@ -9,19 +9,21 @@ import cantools
 import pytest
 from cantools.database.can import Database
 
-from tests.factories import lfp_settings
+from tests.factories import fleet_sample, lfp_settings, readouts
 from tests.frames import sample_frame
 from twin.exporters.can_map import (
     PROFILES,
-    InverterView,
+    CanSettings,
     Profile,
+    ResolvedProfile,
     encode_frames,
     inverter_values,
-    inverter_view,
+    resolve_profile,
 )
 from twin.model.limits import LimitFlag
 from twin.protocol.frame import encode_frame
-from twin.protocol.shadow import PackShadow, fleet_view
+from twin.protocol.readout import FleetReadout
+from twin.protocol.shadow import PackShadow
 
 
 def _db(name: str) -> Database:
@@ -35,44 +37,29 @@ def _db(name: str) -> Database:
 INVERTER, SOLARK = _db("inverter.dbc"), _db("inverter_solark.dbc")
 
 
-def _view(**changes: object) -> InverterView:
-    values: dict[str, object] = {
-        "cvl_v": 55.2,
-        "ccl_a": 50.0,
-        "dcl_a": 80.0,
-        "dvl_v": 48.0,
-        "soc_pct": 60.0,
-        "soh_pct": 100.0,
-        "voltage_v": 52.28,
-        "current_a": 0.4,
-        "temperature_c": 22.0,
-        "alarms": LimitFlag.NONE,
-        "warnings": LimitFlag.NONE,
-        "charge_enable": True,
-        "discharge_enable": True,
-        "force_charge": False,
-        "full_charge": False,
-        "modules": 1,
-        "capacity_ah": 280.0,
-        "charged_kwh": 1520.0,
-        "discharged_kwh": 1490.0,
-        "min_cell_v": 3.31,
-        "max_cell_v": 3.34,
-        "min_temp_c": 19.0,
-        "max_temp_c": 23.0,
-        "min_cell_id": "C7",
-        "max_cell_id": "C12",
-        "min_temp_id": "C3",
-        "max_temp_id": "C9",
-        "stale": False,
-    }
-    values.update(changes)
-    return InverterView(**values)  # type: ignore[arg-type]
+_RENAMED = {
+    "cvl_v": "charge_voltage_limit_v",
+    "ccl_a": "charge_current_limit_a",
+    "dcl_a": "discharge_current_limit_a",
+    "dvl_v": "discharge_voltage_limit_v",
+    "voltage_v": "pack_voltage_v",
+    "current_a": "battery_current_a",
+    "temperature_c": "avg_temp_c",
+}
 
 
-def _frames(view: InverterView, profile: Profile) -> dict[int, bytes]:
-    values = inverter_values(view, profile)
-    return dict(encode_frames(INVERTER, values, profile, SOLARK))
+def _view(**changes: object) -> FleetReadout:
+    """The sample fleet (old InverterView names renamed to the readout's)."""
+    return fleet_sample(**{_RENAMED.get(k, k): v for k, v in changes.items()})
+
+
+def _profile(profile: Profile, **settings: object) -> ResolvedProfile:
+    return resolve_profile(CanSettings(profile=profile, **settings), INVERTER, SOLARK)  # type: ignore[arg-type]
+
+
+def _frames(view: FleetReadout, profile: Profile) -> dict[int, bytes]:
+    resolved = _profile(profile)
+    return dict(encode_frames(resolved, inverter_values(view, resolved)))
 
 
 @pytest.mark.parametrize("profile", list(Profile))
@@ -105,10 +92,11 @@ def test_pylon_sends_real_pack_dlcs_the_name_pn_and_the_enables() -> None:
 
 
 def test_victron_stops_charging_with_cvl_at_the_pack_voltage_never_zero() -> None:
-    values = inverter_values(_view(ccl_a=0.0, voltage_v=53.4), Profile.VICTRON)
+    victron = _profile(Profile.VICTRON)
+    values = inverter_values(_view(ccl_a=0.0, voltage_v=53.4), victron)
     assert values[0x351]["ChargeVoltageLimit"] == pytest.approx(53.4)
     assert values[0x351]["ChargeCurrentLimit"] == 0.0
-    floor = inverter_values(_view(cvl_v=0.0, ccl_a=0.0, voltage_v=None), Profile.VICTRON)
+    floor = inverter_values(_view(cvl_v=0.0, ccl_a=0.0, voltage_v=None), victron)
     limit = floor[0x351]["ChargeVoltageLimit"]
     assert limit is not None and limit > 0
 
@@ -144,42 +132,44 @@ def test_a_stale_fleet_sends_fail_safe_limits_and_the_communication_alarm() -> N
     shadow.feed(encode_frame(sample_frame()), 0.0, 740_000)
     fresh = shadow.feed(encode_frame(sample_frame()), 1.0, 740_000)
     assert fresh is not None
-    view = inverter_view(fleet_view({"pack1": fresh}, ("pack1",)), {"pack1": fresh})
-    assert view is not None and view.ccl_a > 0 and not view.stale
+    _, view = readouts({"pack1": fresh})
+    assert view.charge_current_limit_a and not view.stale
     stale = shadow.tick(30.0, 740_000)
     assert stale is not None
-    safe = inverter_view(fleet_view({"pack1": stale}, ("pack1",)), {"pack1": stale})
-    assert safe is not None and safe.stale
-    assert safe.ccl_a == 0.0 and safe.dcl_a == 0.0
-    assert safe.alarms & LimitFlag.COMMUNICATION
-    assert not safe.charge_enable and not safe.discharge_enable
+    _, safe = readouts({"pack1": stale})
+    assert safe.stale and not safe.complete
+    assert safe.charge_current_limit_a == 0.0 and safe.discharge_current_limit_a == 0.0
+    assert safe.alarms is not None and safe.alarms & LimitFlag.COMMUNICATION
+    assert not safe.charge_effective and not safe.discharge_effective
     frames = _frames(safe, Profile.PYLON)
     assert frames[0x351][2:6] == bytes(4)  # CCL = DCL = 0
     assert frames[0x35C][0] & 0xC0 == 0  # charge and discharge enable off
 
 
-def test_no_view_before_any_pack_has_a_state() -> None:
-    assert inverter_view(fleet_view({}, ("pack1",)), {}) is None
+def test_no_frames_before_any_pack_has_a_state() -> None:
+    _, fleet = readouts({}, ("pack1",))
+    assert inverter_values(fleet, _profile(Profile.PYLON)) == {}
 
 
 def test_a_value_the_frame_cannot_carry_is_not_available_not_a_crash() -> None:
     # A 255-cell pack: 833 V does not fit 0x356's 0.01 V field (at most 327.67 V).
     problems: list[str] = []
-    values = inverter_values(_view(voltage_v=833.59, cvl_v=879.0, dvl_v=765.0), Profile.SMA)
-    frames = dict(encode_frames(INVERTER, values, Profile.SMA, SOLARK, problems))
+    sma = _profile(Profile.SMA)
+    values = inverter_values(_view(voltage_v=833.59, cvl_v=879.0, dvl_v=765.0), sma)
+    frames = dict(encode_frames(sma, values, problems))
     assert frames[0x356][:2] == bytes([0x00, 0x80])  # SMA "invalid", not a wrapped value
     assert problems == ["BatteryMeasurements.BatteryVoltage = 833.59"]
     decoded = INVERTER.decode_message(0x351, frames[0x351])
     assert isinstance(decoded, dict) and decoded["ChargeVoltageLimit"] == pytest.approx(879.0)
 
 
-def _stale_view() -> InverterView:
+def _stale_view() -> FleetReadout:
     shadow = PackShadow("pack1", lfp_settings(vbalance_v=3.5, vmax_v=3.65))
     shadow.feed(encode_frame(sample_frame()), 0.0, 740_000)
     stale = shadow.tick(30.0, 740_000)
     assert stale is not None
-    view = inverter_view(fleet_view({"pack1": stale}, ("pack1",)), {"pack1": stale})
-    assert view is not None and view.stale
+    _, view = readouts({"pack1": stale})
+    assert view.stale
     return view
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import lfp_settings
+from tests.factories import lfp_settings, readouts
 from tests.frames import sample_frame
 from twin.config import load_register_maps
 from twin.exporters.modbus_map import (
@@ -26,7 +26,8 @@ from twin.exporters.modbus_map import (
 )
 from twin.model.status import StatusFlag
 from twin.protocol.frame import encode_frame
-from twin.protocol.shadow import PackShadow, TwinState, fleet_view
+from twin.protocol.readout import pack_readout
+from twin.protocol.shadow import PackShadow, TwinState
 
 MAPS = load_register_maps()
 INFO = UnitInfo(1, "pack1", version="0.1.0")
@@ -66,7 +67,7 @@ def test_the_sunspec_chain_is_where_clients_look() -> None:
     assert image[40242:40244] == [0xFFFF, 0]
     fleet = unit_layout(MAPS, 0, fleet=True)
     image = [0] * fleet.end
-    encode_into(image, fleet, fleet_values(fleet_view({}, ("a",)), ("a",), INFO))
+    encode_into(image, fleet, fleet_values(readouts({}, ("a",))[1], INFO))
     assert image[40134:40136] == [0xFFFF, 0]  # no 805 on the fleet unit
 
 
@@ -87,7 +88,7 @@ def _image(layout: UnitLayout, values: dict[str, object]) -> list[int]:
 
 def test_a_pack_reads_its_values_scaled_and_high_word_first() -> None:
     layout = unit_layout(MAPS, 16, fleet=False)
-    image = _image(layout, pack_values(_state(), INFO))
+    image = _image(layout, pack_values(pack_readout(_state()), INFO))
     assert image[100:102] == [0, 53_200]  # 53.200 V in mV
     assert image[102:104] == [0, 1050]  # +10.5 A in 0.01 A
     assert image[110] == 500  # the twin's own SOC (it starts at 50 %), x 10
@@ -101,7 +102,10 @@ def test_a_pack_reads_its_values_scaled_and_high_word_first() -> None:
 def test_negative_values_are_twos_complement() -> None:
     layout = unit_layout(MAPS, 16, fleet=False)
     image = _image(
-        layout, pack_values(_state(current1_a=0.0, current2_a=20.0, battery_current_a=-20.0), INFO)
+        layout,
+        pack_values(
+            pack_readout(_state(current1_a=0.0, current2_a=20.0, battery_current_a=-20.0)), INFO
+        ),
     )
     assert image[102:104] == [0xFFFF, 0x10000 - 2000]
 
@@ -120,7 +124,7 @@ def test_not_available_is_the_sentinel_never_zero() -> None:
 
 def test_a_value_out_of_range_reads_not_available() -> None:
     layout = unit_layout(MAPS, 16, fleet=False)
-    values = dict(pack_values(_state(), INFO))
+    values = dict(pack_values(pack_readout(_state()), INFO))
     values["soc_pct"] = 7000.0  # x10 does not fit 16 bits
     image = _image(layout, values)
     assert image[110] == 0xFFFF
@@ -132,7 +136,7 @@ def test_stale_data_reads_not_available_with_e_and_the_relays_off() -> None:
     state = shadow.tick(20.0, DAY)
     assert state is not None and state.stale
     layout = unit_layout(MAPS, 16, fleet=False)
-    image = _image(layout, pack_values(state, INFO))
+    image = _image(layout, pack_values(pack_readout(state), INFO))
     assert image[100:102] == [0xFFFF, 0xFFFF]
     assert image[124:126] == [0, 0]
     assert image[130] & 1 and image[130] & (1 << 9) and image[131] == 1
@@ -147,8 +151,8 @@ def test_stale_data_reads_not_available_with_e_and_the_relays_off() -> None:
 
 def test_every_value_a_unit_fills_in_is_a_known_key() -> None:
     for values in (
-        pack_values(_state(status=StatusFlag.DISCHARGE_ALLOWED), INFO),
-        fleet_values(fleet_view({"pack1": _state()}, ("pack1",)), ("pack1",), INFO),
+        pack_values(pack_readout(_state(status=StatusFlag.DISCHARGE_ALLOWED)), INFO),
+        fleet_values(readouts({"pack1": _state()})[1], INFO),
     ):
         cells = values.pop("cells")
         assert set(values) <= VALUE_KEYS
@@ -172,7 +176,7 @@ def test_writes_decode_whole_writable_registers_only() -> None:
 
 def test_a_write_to_the_fleet_unit_settings_is_not_a_setting() -> None:
     layout = unit_layout(MAPS, 0, fleet=True)
-    values = fleet_values(fleet_view({}, ("p",)), ("p",), INFO)
+    values = fleet_values(readouts({}, ("p",))[1], INFO)
     image = _image(layout, values)
     assert image[200] == 0xFFFF  # pack-only rows read n/a on the fleet unit
     assert image[1] == 2

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.factories import lfp_settings
+from tests.factories import lfp_settings, readouts
 from tests.frames import frame_stream, sample_frame
 from twin.exporters.mqtt_map import (
     ENTITIES,
@@ -27,7 +27,8 @@ from twin.exporters.mqtt_map import (
     unit_topics,
 )
 from twin.protocol.frame import encode_frame
-from twin.protocol.shadow import PackShadow, TwinState, fleet_view
+from twin.protocol.readout import pack_readout
+from twin.protocol.shadow import PackShadow, TwinState
 
 DAY = 740_000
 
@@ -43,7 +44,7 @@ def _state() -> tuple[PackShadow, TwinState]:
 
 def test_the_state_json_carries_units_in_its_keys_and_is_json() -> None:
     _, state = _state()
-    payload = pack_state(state)
+    payload = pack_state(pack_readout(state))
     text = json.dumps(payload)
     assert json.loads(text) == payload
     assert payload["pack_voltage_v"] == 53.095
@@ -51,7 +52,7 @@ def test_the_state_json_carries_units_in_its_keys_and_is_json() -> None:
     assert payload["charge_effective"] is True and payload["stale"] is False
     assert payload["cell_count"] == 16
     assert all(
-        key.endswith(("_v", "_a", "_w", "_wh", "_pct", "_c", "_s"))
+        key.endswith(("_v", "_a", "_ah", "_w", "_wh", "_pct", "_c", "_s"))
         for key, value in payload.items()
         if isinstance(value, float)
     )
@@ -61,12 +62,12 @@ def test_stale_data_shows_in_the_state_not_as_a_silent_freeze() -> None:
     shadow, _ = _state()
     stale = shadow.tick(60.0, DAY)
     assert stale is not None
-    payload = pack_state(stale)
+    payload = pack_state(pack_readout(stale))
     assert payload["stale"] is True and payload["warning_e"] is True
     assert payload["pack_voltage_v"] is None  # not available: null, never the last value
     assert payload["charge_effective"] is False
     assert payload["charge_current_limit_a"] == 0.0
-    assert all(c["voltage_v"] is None for c in cell_values(stale))
+    assert all(c["voltage_v"] is None for c in cell_values(pack_readout(stale)))
     # Before the first snapshot: every key a template reads, null where nothing is known.
     before = pack_state(None)
     assert tuple(before) == PACK_KEYS
@@ -77,9 +78,9 @@ def test_stale_data_shows_in_the_state_not_as_a_silent_freeze() -> None:
 
 def test_cells_and_the_fleet() -> None:
     _, state = _state()
-    cells = cell_values(state)
+    cells = cell_values(pack_readout(state))
     assert len(cells) == 16 and cells[0]["voltage_v"] == 3.3
-    fleet = fleet_state(fleet_view({"pack1": state}, ("pack1",)))
+    fleet = fleet_state(readouts({"pack1": state})[1])
     assert fleet["pack_count"] == 1 and fleet["complete"] is True
     assert state.logic is not None
     assert fleet["soc_pct"] == round(state.logic.soc_pct, 2)
@@ -120,7 +121,7 @@ def test_home_assistant_discovery_has_classes_units_and_state_classes() -> None:
     assert len(configs) == len(ENTITIES) + 2 * 2
     # Every config names a key the state JSON has.
     _, state = _state()
-    payload = pack_state(state)
+    payload = pack_state(pack_readout(state))
     for entity in ENTITIES:
         assert entity.key in payload
 
@@ -129,13 +130,15 @@ def test_the_fleet_device_leaves_out_pack_only_entities() -> None:
     configs = discovery_configs("fleet", "twin/fleet", "twin/status", fleet=True)
     assert not any("min_cell_voltage" in topic for topic in configs)
     assert any("soc_pct" in topic for topic in configs)
-    payload = fleet_state(fleet_view({}, ("pack1",)))
+    payload = fleet_state(readouts({}, ("pack1",))[1])
     assert tuple(payload) == FLEET_KEYS
     assert {k: v for k, v in payload.items() if v is not None} == {
         "stale": True,
         "complete": False,
         "charge_effective": False,
         "discharge_effective": False,
+        "pack_count": 1,  # known from the configuration
+        "warning_e": True,  # as a pack before its first state: no data is an error
     }
 
 
@@ -144,13 +147,13 @@ def test_a_frame_with_currents_not_available_publishes_null() -> None:
     shadow.feed(encode_frame(sample_frame(current2_a=None)), 0.0, DAY)
     state = shadow.feed(encode_frame(sample_frame(current2_a=None)), 1.0, DAY)
     assert state is not None
-    assert pack_state(state)["current2_a"] is None
+    assert pack_state(pack_readout(state))["current2_a"] is None
 
 
 def test_the_key_lists_are_the_state_keys() -> None:
     _, state = _state()
-    assert tuple(pack_state(state)) == PACK_KEYS
-    assert tuple(fleet_state(fleet_view({"pack1": state}, ("pack1",)))) == FLEET_KEYS
+    assert tuple(pack_state(pack_readout(state))) == PACK_KEYS
+    assert tuple(fleet_state(readouts({"pack1": state})[1])) == FLEET_KEYS
 
 
 def test_ids_follow_the_prefix_so_two_twins_never_share_an_entity() -> None:

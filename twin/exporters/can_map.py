@@ -26,8 +26,7 @@ from enum import StrEnum
 from cantools.database.can import Database, Message
 
 from twin.model.limits import LimitFlag
-from twin.model.status import StatusFlag
-from twin.protocol.shadow import FleetView, TwinState
+from twin.protocol.readout import FleetReadout, PackReadout
 
 KELVIN = 273.15
 
@@ -161,95 +160,64 @@ class CanSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class InverterView:
-    """What the inverter link carries: the fleet, or fail-safe values when it is stale."""
+class ResolvedProfile:
+    """A profile made ready to send, once: its frames, their DBC messages, lengths and cycles.
 
-    cvl_v: float
-    ccl_a: float
-    dcl_a: float
-    dvl_v: float
-    soc_pct: float | None
-    soh_pct: float | None
-    voltage_v: float | None
-    current_a: float | None
-    temperature_c: float | None
-    alarms: LimitFlag
-    warnings: LimitFlag
-    charge_enable: bool
-    discharge_enable: bool
-    force_charge: bool
-    full_charge: bool
-    modules: int
-    capacity_ah: float
-    charged_kwh: float
-    discharged_kwh: float
-    min_cell_v: float | None
-    max_cell_v: float | None
-    min_temp_c: float | None
-    max_temp_c: float | None
-    min_cell_id: str
-    max_cell_id: str
-    min_temp_id: str
-    max_temp_id: str
-    stale: bool
-
-
-def inverter_view(
-    fleet: FleetView, states: Mapping[str, TwinState], nominal_cell_v: float = 3.2
-) -> InverterView | None:
-    """The inverter's view of the fleet; None before any pack has a state.
-
-    Stale data (or an incomplete fleet) sends fail-safe values: CCL = DCL = 0, both enables
-    off, the communication alarm set, measurements withheld.
+    The exporter resolves its settings into one of these at start; the frames are then only
+    encoded (no profile, DBC or DLC look-up per frame).
     """
-    state = fleet.state
-    if state is None:
-        return None
-    limits = state.limits
-    logic = [s.logic for s in states.values() if s.logic is not None]
-    capacity_ah = sum(p.capacity_wh / (nominal_cell_v * p.inputs.cell_count) for p in logic)
-    safe = fleet.stale or not fleet.complete
-    alarms = limits.alarms | (LimitFlag.COMMUNICATION if safe else LimitFlag.NONE)
-    temps = [state.min_temp.value, state.max_temp.value]
-    several = len(states) > 1
-    return InverterView(
-        cvl_v=limits.charge_voltage_v,
-        ccl_a=0.0 if safe or not fleet.effective_charge else limits.charge_current_a,
-        dcl_a=0.0 if safe or not fleet.effective_discharge else limits.discharge_current_a,
-        dvl_v=limits.discharge_voltage_v,
-        soc_pct=state.soc_pct,
-        soh_pct=None,
-        voltage_v=None if safe else state.pack_voltage_v,
-        current_a=None if safe else state.battery_current_a,
-        temperature_c=None if safe else sum(temps) / 2,
-        alarms=alarms,
-        warnings=limits.warnings,
-        charge_enable=not safe and fleet.effective_charge,
-        discharge_enable=not safe and fleet.effective_discharge,
-        force_charge=limits.force_charge,
-        full_charge=limits.full_charge,
-        modules=len(states),
-        capacity_ah=capacity_ah,
-        charged_kwh=state.energy.harvested_total_wh / 1000.0,
-        discharged_kwh=state.energy.consumed_total_wh / 1000.0,
-        min_cell_v=None if safe else state.min_cell_voltage.value,
-        max_cell_v=None if safe else state.max_cell_voltage.value,
-        min_temp_c=None if safe else state.min_temp.value,
-        max_temp_c=None if safe else state.max_temp.value,
-        min_cell_id=_cell_id(
-            state.min_cell_voltage.pack_id, state.min_cell_voltage.cell_index, several
-        ),
-        max_cell_id=_cell_id(
-            state.max_cell_voltage.pack_id, state.max_cell_voltage.cell_index, several
-        ),
-        min_temp_id=_cell_id(state.min_temp.pack_id, state.min_temp.cell_index, several),
-        max_temp_id=_cell_id(state.max_temp.pack_id, state.max_temp.cell_index, several),
-        stale=safe,
+
+    profile: Profile
+    spec: ProfileSpec
+    manufacturer: str
+    messages: Mapping[int, Message]
+    """Frame id -> the DBC message it is encoded with (SolArk's 0.1 V 0x356 included)."""
+    lengths: Mapping[int, int]
+    """Frame id -> DLC, from the DLC policy."""
+    cycles_s: Mapping[int, float]
+    """Frame id -> send period (the DBC's cycle, or the configured one; the profile's
+    minimum period applied)."""
+
+
+def resolve_profile(
+    settings: CanSettings, database: Database, tenths: Database | None = None
+) -> ResolvedProfile:
+    """The profile of ``settings`` with its DBC messages, DLCs and cycles.
+
+    ``tenths``: the DBC with the 0.1 V battery voltage (SolArk's 0x356).
+    """
+    spec = PROFILES[settings.profile]
+    messages: dict[int, Message] = {}
+    lengths: dict[int, int] = {}
+    cycles: dict[int, float] = {}
+    for frame_id in spec.frames:
+        db = tenths if (spec.voltage_tenths and frame_id == 0x356 and tenths) else database
+        message = db.get_message_by_frame_id(frame_id)
+        messages[frame_id] = message
+        if settings.dlc_policy == "8":
+            lengths[frame_id] = 8
+        elif settings.dlc_policy == "dbc":
+            lengths[frame_id] = message.length
+        else:
+            lengths[frame_id] = spec.dlc.get(frame_id, message.length)
+        cycle = settings.cycle_s
+        if cycle is None:
+            cycle = (message.cycle_time or 1000) / 1000.0
+        cycles[frame_id] = max(cycle, spec.min_period_s)
+    return ResolvedProfile(
+        profile=settings.profile,
+        spec=spec,
+        manufacturer=settings.manufacturer or spec.manufacturer,
+        messages=messages,
+        lengths=lengths,
+        cycles_s=cycles,
     )
 
 
-def _cell_id(pack_id: str, cell: int, several: bool) -> str:
+def _cell_id(pack_id: str | None, cell: int | None, several: bool) -> str:
     """A cell id for 0x374-0x377: ``C12``, or ``pack2C12`` when there are several packs."""
+    if pack_id is None or cell is None:
+        return ""
     text = f"{pack_id}C{cell}" if several else f"C{cell}"
     return text[:8]
 
@@ -292,10 +260,10 @@ _PAIRS = {
 RAISED, CLEARED = 1, 2
 
 
-def _pairs(view: InverterView) -> dict[str, float | None]:
+def _pairs(alarms: LimitFlag, warnings: LimitFlag) -> dict[str, float | None]:
     values: dict[str, float | None] = {}
     for prefix in ("Alarm", "Warning"):
-        flags = view.alarms if prefix == "Alarm" else view.warnings
+        flags = alarms if prefix == "Alarm" else warnings
         values[f"{prefix}General"] = float(
             RAISED if (prefix == "Alarm" and flags & LimitFlag.COMMUNICATION) else CLEARED
         )
@@ -310,97 +278,130 @@ def _pairs(view: InverterView) -> dict[str, float | None]:
 
 
 def inverter_values(
-    view: InverterView, profile: Profile, manufacturer: str | None = None
+    fleet: FleetReadout, profile: ResolvedProfile
 ) -> dict[int, dict[str, float | None]]:
     """Each frame of the profile: its signal values (None = the field is not available).
 
-    While the data is stale, the profile's ``withheld_when_stale`` frames are left out.
+    The fleet readout already holds the fail-safe values of stale data (CCL = DCL = 0, the
+    enables off, the communication alarm, no measurements); while the fleet is not complete,
+    the profile's ``withheld_when_stale`` frames are left out. Empty before any pack's logic
+    has run (nothing is said rather than something made up).
     """
-    spec = PROFILES[profile]
-    cvl = view.cvl_v
-    ccl = view.ccl_a
-    if spec.stop_with_cvl and ccl == 0.0 and view.voltage_v is not None:
+    spec = profile.spec
+    cvl = fleet.charge_voltage_limit_v
+    ccl = fleet.charge_current_limit_a
+    dcl = fleet.discharge_current_limit_a
+    dvl = fleet.discharge_voltage_limit_v
+    alarms = fleet.alarms
+    warnings = fleet.early_warnings
+    if cvl is None or ccl is None or dcl is None or dvl is None or alarms is None:
+        return {}
+    warnings = warnings if warnings is not None else LimitFlag.NONE
+    stale = not fleet.complete
+    voltage = fleet.pack_voltage_v
+    if spec.stop_with_cvl and ccl == 0.0 and voltage is not None:
         # Victron does not stop charging on CCL 0: hold CVL at the pack voltage (never 0).
-        cvl = max(0.1, min(cvl, view.voltage_v))
+        cvl = max(0.1, min(cvl, voltage))
+    modules = fleet.pack_count
+    several = modules > 1
+    capacity_ah = float(round(fleet.capacity_ah or 0.0))
+    soc = fleet.soc_pct
     frames: dict[int, dict[str, float | None]] = {
         0x351: {
             "ChargeVoltageLimit": max(cvl, 0.1),
             "ChargeCurrentLimit": ccl,
-            "DischargeCurrentLimit": view.dcl_a,
-            "DischargeVoltageLimit": view.dvl_v,
+            "DischargeCurrentLimit": dcl,
+            "DischargeVoltageLimit": dvl,
         },
         0x355: {
-            "StateOfCharge": None if view.soc_pct is None else round(view.soc_pct),
-            "StateOfHealth": view.soh_pct if view.soh_pct is not None else 100.0,
-            "StateOfChargeHiRes": view.soc_pct,
+            "StateOfCharge": None if soc is None else round(soc),
+            "StateOfHealth": 100.0,  # the fleet's health is not known: the protocol's default
+            "StateOfChargeHiRes": soc,
         },
         0x356: {
-            "BatteryVoltage": view.voltage_v,
-            "BatteryCurrent": view.current_a,
-            "BatteryTemperature": view.temperature_c,
+            "BatteryVoltage": voltage,
+            "BatteryCurrent": fleet.battery_current_a,
+            "BatteryTemperature": fleet.avg_temp_c,
         },
         0x359: {
-            **{name: float(bool(view.alarms & flag)) for flag, name in _PYLON_PROTECT.items()},
+            **{name: float(bool(alarms & flag)) for flag, name in _PYLON_PROTECT.items()},
             "ProtectSystemErrorBit7": 0.0,
-            **{name: float(bool(view.warnings & flag)) for flag, name in _PYLON_WARN.items()},
+            **{name: float(bool(warnings & flag)) for flag, name in _PYLON_WARN.items()},
             # A lost chain (or inverter link) is a protection: the system error bit, besides
             # the internal communication warning.
             **(
                 {"ProtectSystemError": 1.0, "WarnInternalCommunication": 1.0}
-                if view.alarms & LimitFlag.COMMUNICATION
+                if alarms & LimitFlag.COMMUNICATION
                 else {}
             ),
-            "ModuleCount": float(min(view.modules, 255)),
+            "ModuleCount": float(min(modules, 255)),
             "ProtocolChar0": float(ord("P")),
             "ProtocolChar1": float(ord("N")),
         },
-        0x35A: _pairs(view),
+        0x35A: _pairs(alarms, warnings),
         0x35C: {
-            "ChargeEnable": float(view.charge_enable),
-            "DischargeEnable": float(view.discharge_enable),
-            "RequestForceChargeI": float(view.force_charge),
-            "RequestForceChargeII": float(view.force_charge),
-            "RequestFullCharge": float(view.full_charge),
+            "ChargeEnable": float(fleet.charge_effective),
+            "DischargeEnable": float(fleet.discharge_effective),
+            "RequestForceChargeI": float(bool(fleet.force_charge_request)),
+            "RequestForceChargeII": float(bool(fleet.force_charge_request)),
+            "RequestFullCharge": float(bool(fleet.full_charge_request)),
         },
-        0x35E: _chars("ManufacturerChar", manufacturer or spec.manufacturer, spec.pad),
+        0x35E: _chars("ManufacturerChar", profile.manufacturer, spec.pad),
         0x35F: {
             "ProductCode": float(0x694C),  # "Li", low byte first
             "FirmwareMajor": 0.0,
             "FirmwareMinor": 1.0,
-            "CapacityAh": float(round(view.capacity_ah)),
+            "CapacityAh": capacity_ah,
             "HardwareVersion": 0.0,
         },
         0x370: _chars("NameChar", "123Smart", b"\0"),
         0x371: _chars("NameChar", "BMS twin", b"\0"),
         0x372: {
-            "ModulesOnline": float(0 if view.stale else view.modules),
-            "ModulesBlockingCharge": float(0 if view.charge_enable else view.modules),
-            "ModulesBlockingDischarge": float(0 if view.discharge_enable else view.modules),
-            "ModulesOffline": float(view.modules if view.stale else 0),
+            "ModulesOnline": float(0 if stale else modules),
+            "ModulesBlockingCharge": float(0 if fleet.charge_effective else modules),
+            "ModulesBlockingDischarge": float(0 if fleet.discharge_effective else modules),
+            "ModulesOffline": float(modules if stale else 0),
         },
         0x373: {
-            "MinCellVoltage": view.min_cell_v,
-            "MaxCellVoltage": view.max_cell_v,
-            "MinCellTemperature": None if view.min_temp_c is None else view.min_temp_c + KELVIN,
-            "MaxCellTemperature": None if view.max_temp_c is None else view.max_temp_c + KELVIN,
+            "MinCellVoltage": fleet.min_cell_voltage_v,
+            "MaxCellVoltage": fleet.max_cell_voltage_v,
+            "MinCellTemperature": _kelvin(fleet.min_temp_c),
+            "MaxCellTemperature": _kelvin(fleet.max_temp_c),
         },
-        0x374: _chars("IdChar", view.min_cell_id, b"\0"),
-        0x375: _chars("IdChar", view.max_cell_id, b"\0"),
-        0x376: _chars("IdChar", view.min_temp_id, b"\0"),
-        0x377: _chars("IdChar", view.max_temp_id, b"\0"),
-        0x378: {"EnergyCharged": view.charged_kwh, "EnergyDischarged": view.discharged_kwh},
-        0x379: {"InstalledCapacityAh": float(round(view.capacity_ah))},
+        0x374: _chars(
+            "IdChar", _cell_id(fleet.min_cell_pack_id, fleet.min_cell_index, several), b"\0"
+        ),
+        0x375: _chars(
+            "IdChar", _cell_id(fleet.max_cell_pack_id, fleet.max_cell_index, several), b"\0"
+        ),
+        0x376: _chars(
+            "IdChar", _cell_id(fleet.min_temp_pack_id, fleet.min_temp_index, several), b"\0"
+        ),
+        0x377: _chars(
+            "IdChar", _cell_id(fleet.max_temp_pack_id, fleet.max_temp_index, several), b"\0"
+        ),
+        0x378: {
+            "EnergyCharged": _kwh(fleet.harvested_total_wh),
+            "EnergyDischarged": _kwh(fleet.consumed_total_wh),
+        },
+        0x379: {"InstalledCapacityAh": capacity_ah},
         0x382: _chars("ProductChar", "TWIN", b"\0"),
     }
-    withheld = spec.withheld_when_stale if view.stale else ()
+    withheld = spec.withheld_when_stale if stale else ()
     return {frame_id: frames[frame_id] for frame_id in spec.frames if frame_id not in withheld}
 
 
+def _kelvin(temp_c: float | None) -> float | None:
+    return None if temp_c is None else temp_c + KELVIN
+
+
+def _kwh(energy_wh: float | None) -> float | None:
+    return None if energy_wh is None else energy_wh / 1000.0
+
+
 def encode_frames(
-    database: Database,
+    profile: ResolvedProfile,
     values: Mapping[int, Mapping[str, float | None]],
-    profile: Profile,
-    solark: Database | None = None,
     out_of_range: list[str] | None = None,
 ) -> list[tuple[int, bytes]]:
     """(frame id, data) of each frame, strict; "not available" per the profile.
@@ -409,13 +410,12 @@ def encode_frames(
     or the SMA "invalid" value (0x8000 signed, 0xFFFF unsigned), which makes a Sunny Island
     keep its own default instead of taking a fake 0. A value the field cannot carry (a 255-cell
     pack's voltage in the LV family's 0.01 V field) is sent as "not available" too, and its
-    name is added to ``out_of_range``.
+    name is added to ``out_of_range``. Each frame has the profile's DLC.
     """
-    spec = PROFILES[profile]
+    sma_invalid = profile.spec.sma_invalid
     out: list[tuple[int, bytes]] = []
     for frame_id, signals in values.items():
-        db = solark if (spec.voltage_tenths and frame_id == 0x356 and solark) else database
-        message = db.get_message_by_frame_id(frame_id)
+        message = profile.messages[frame_id]
         known = {name: value for name, value in signals.items() if value is not None}
         for signal in message.signals:
             value = known.get(signal.name)
@@ -431,14 +431,14 @@ def encode_frames(
         for signal in message.signals:
             if signal.name in known:
                 continue
-            if spec.sma_invalid:
+            if sma_invalid:
                 raw_invalid[signal.name] = 0x8000 if signal.is_signed else (1 << signal.length) - 1
             else:
                 raw_invalid[signal.name] = 0
         data = bytearray(message.encode(_scaled(message, known), strict=True, padding=False))
         if raw_invalid:
             data = bytearray(_overlay_raw(message, bytes(data), raw_invalid))
-        length = spec.dlc.get(frame_id, message.length)
+        length = profile.lengths[frame_id]
         out.append((frame_id, bytes(data[:length]).ljust(length, b"\0")))
     return out
 
@@ -480,77 +480,102 @@ NATIVE_OFFSETS = {
 }
 
 
-def native_values(state: TwinState) -> dict[str, dict[str, float | None]]:
+#: The native signals that carry a readout field as it is: message -> signal -> field.
+NATIVE_SIGNALS: dict[str, dict[str, str]] = {
+    "TwinPackSummary": {
+        "PackVoltage": "pack_voltage_v",
+        "BatteryCurrent": "battery_current_a",
+        "StateOfCharge": "soc_pct",
+        "MinTemperature": "min_temp_c",
+        "MaxTemperature": "max_temp_c",
+    },
+    "TwinRelaysWarnings": {
+        "ChargeReported": "charge_reported",
+        "DischargeReported": "discharge_reported",
+        "ChargeTwin": "charge_twin",
+        "DischargeTwin": "discharge_twin",
+        "ChargeEffective": "charge_effective",
+        "DischargeEffective": "discharge_effective",
+        "WarningE": "warning_e",
+        "WarningVl": "warning_vl",
+        "WarningVh": "warning_vh",
+        "WarningTl": "warning_tl",
+        "WarningTh": "warning_th",
+        "Divergent": "divergent",
+        "Stale": "stale",
+        "SocCalibrated": "soc_calibrated",
+        "Alarms": "alarms",
+        "EarlyWarnings": "early_warnings",
+        "DataAge": "data_age_s",
+    },
+    "TwinLimits": {
+        "ChargeVoltageLimit": "charge_voltage_limit_v",
+        "ChargeCurrentLimit": "charge_current_limit_a",
+        "DischargeCurrentLimit": "discharge_current_limit_a",
+        "DischargeVoltageLimit": "discharge_voltage_limit_v",
+    },
+    "TwinCounters": {
+        "HarvestedTotal": "harvested_total_wh",
+        "ConsumedTotal": "consumed_total_wh",
+    },
+    "TwinCellExtremes": {
+        "MinCellVoltage": "min_cell_voltage_v",
+        "MaxCellVoltage": "max_cell_voltage_v",
+        "MinCellId": "min_cell_index",
+        "MaxCellId": "max_cell_index",
+        "MinTemperatureId": "min_temp_index",
+        "MaxTemperatureId": "max_temp_index",
+    },
+}
+#: The multiplexed cell frame's signals (``Cell<n>Voltage`` ...): suffix -> cell field.
+NATIVE_CELL_SIGNALS = {"Voltage": "voltage_v", "Temperature": "temp_c", "Flags": "flags"}
+#: Bit flags sent as 0/1 even before they are known (a relay not reported reads off).
+_NATIVE_BITS = frozenset(NATIVE_SIGNALS["TwinRelaysWarnings"]) - {
+    "Alarms",
+    "EarlyWarnings",
+    "DataAge",
+}
+#: Encodings of fields into a narrower range (whole degrees in an int8, 0.1 s in a u16).
+_NATIVE_CLAMPS = {"MinTemperature": (-128.0, 127.0), "MaxTemperature": (-128.0, 127.0)}
+_NATIVE_CAPS = {"DataAge": 6553.5}
+
+
+def _native_value(signal: str, value: object) -> float | None:
+    if signal in _NATIVE_BITS:
+        return float(bool(value))
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]  # fields are numbers, bools or flags
+    if signal in _NATIVE_CLAMPS:
+        lo, hi = _NATIVE_CLAMPS[signal]
+        return _clamp(number, lo, hi)
+    if signal in _NATIVE_CAPS:
+        return min(number, _NATIVE_CAPS[signal])
+    return number
+
+
+def native_values(readout: PackReadout) -> dict[str, dict[str, float | None]]:
     """The native frames of one pack (but the cell frames), by message name."""
-    logic = state.logic
-    obs = state.observation
-    inputs = None if logic is None or state.stale else logic.inputs
-    limits = state.limits
-    warnings = state.warnings
-    bits = {
-        "ChargeReported": state.reported_charge,
-        "DischargeReported": state.reported_discharge,
-        "ChargeTwin": state.twin_charge,
-        "DischargeTwin": state.twin_discharge,
-        "ChargeEffective": state.effective_charge,
-        "DischargeEffective": state.effective_discharge,
-        "WarningE": bool(warnings & StatusFlag.E),
-        "WarningVl": bool(warnings & StatusFlag.VL),
-        "WarningVh": bool(warnings & StatusFlag.VH),
-        "WarningTl": bool(warnings & StatusFlag.TL),
-        "WarningTh": bool(warnings & StatusFlag.TH),
-        "Divergent": state.divergent,
-        "Stale": state.stale,
-        "SocCalibrated": logic is not None and logic.soc_calibrated,
-    }
-    age = obs.frame_age_s
     return {
-        "TwinPackSummary": {
-            "PackVoltage": None if inputs is None else inputs.pack_voltage_v,
-            "BatteryCurrent": None if inputs is None else inputs.measured_battery_current_a,
-            "StateOfCharge": None if logic is None else logic.soc_pct,
-            "MinTemperature": None if inputs is None else _clamp(inputs.min_temp_c, -128, 127),
-            "MaxTemperature": None if inputs is None else _clamp(inputs.max_temp_c, -128, 127),
-        },
-        "TwinRelaysWarnings": {
-            **{name: float(bool(on)) for name, on in bits.items()},
-            "Alarms": None if limits is None else float(int(limits.alarms)),
-            "EarlyWarnings": None if limits is None else float(int(limits.warnings)),
-            "DataAge": None if age is None else min(age, 6553.5),
-        },
-        "TwinLimits": {
-            "ChargeVoltageLimit": None if limits is None else limits.charge_voltage_v,
-            "ChargeCurrentLimit": None if limits is None else limits.charge_current_a,
-            "DischargeCurrentLimit": None if limits is None else limits.discharge_current_a,
-            "DischargeVoltageLimit": None if limits is None else limits.discharge_voltage_v,
-        },
-        "TwinCounters": {
-            "HarvestedTotal": None if logic is None else logic.energy.harvested_total_wh,
-            "ConsumedTotal": None if logic is None else logic.energy.consumed_total_wh,
-        },
-        "TwinCellExtremes": {
-            "MinCellVoltage": None if inputs is None else inputs.min_cell_voltage_v,
-            "MaxCellVoltage": None if inputs is None else inputs.max_cell_voltage_v,
-            "MinCellId": None if inputs is None else float(inputs.min_cell_index),
-            "MaxCellId": None if inputs is None else float(inputs.max_cell_index),
-            "MinTemperatureId": None if inputs is None else float(inputs.min_temp_index),
-            "MaxTemperatureId": None if inputs is None else float(inputs.max_temp_index),
-        },
+        message: {
+            signal: _native_value(signal, getattr(readout, field))
+            for signal, field in signals.items()
+        }
+        for message, signals in NATIVE_SIGNALS.items()
     }
 
 
-def native_cell_values(state: TwinState, index: int) -> dict[str, float | None]:
+def native_cell_values(readout: PackReadout, index: int) -> dict[str, float | None]:
     """The multiplexed cell frame of cell ``index`` (1-based)."""
-    cells = state.observation.cells
+    cells = readout.cells
     cell = cells[index - 1] if 1 <= index <= len(cells) else None
-    fresh = cell is not None and not state.stale
     flags = 0
     if cell is not None:
-        flags = (1 if cell.balancing else 0) | (2 if cell.stale or state.stale else 0)
+        flags = (1 if cell.balancing else 0) | (2 if cell.stale else 0)
     return {
         "CellIndex": float(index),
-        f"Cell{index}Voltage": cell.voltage_v if fresh and cell is not None else None,
-        f"Cell{index}Temperature": cell.temp_c if fresh and cell is not None else None,
+        f"Cell{index}Voltage": None if cell is None else cell.voltage_v,
+        f"Cell{index}Temperature": None if cell is None else cell.temp_c,
         f"Cell{index}Flags": float(flags),
     }
 

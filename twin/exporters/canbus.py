@@ -31,19 +31,18 @@ from cantools.database.can import Database
 
 from twin.exporters.can_map import (
     NATIVE_OFFSETS,
-    PROFILES,
     CanSettings,
     HeartbeatAction,
-    InverterView,
     encode_frames,
     encode_native,
     inverter_values,
-    inverter_view,
     native_cell_values,
     native_values,
+    resolve_profile,
 )
 from twin.exporters.ports import StateFeed
 from twin.model.limits import LimitFlag
+from twin.protocol.readout import FleetReadout
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +185,13 @@ class CanExporter:
         feed: StateFeed,
         settings: CanSettings,
         pack_index: dict[str, int],
-        nominal_cell_v: float = 3.2,
     ) -> None:
         self.feed = feed
         self.settings = settings
         self.pack_index = pack_index
-        self.nominal_cell_v = nominal_cell_v
-        self.inverter_db = load_dbc("inverter.dbc")
-        self.solark_db = load_dbc("inverter_solark.dbc")
+        self.profile = resolve_profile(
+            settings, load_dbc("inverter.dbc"), load_dbc("inverter_solark.dbc")
+        )
         self.twin_db = load_dbc("twin.dbc")
         self.frames_sent = 0
         self.send_errors = 0
@@ -280,7 +278,6 @@ class CanExporter:
 
     async def _transmit(self, bus: can.BusABC) -> None:
         s = self.settings
-        spec = PROFILES[s.profile]
         schedule = _Schedule(time.monotonic(), record=SLOTS_RECORDED)
         self._schedule = schedule
         while True:
@@ -290,16 +287,14 @@ class CanExporter:
             if s.silent_until_inverter and self.inverter_seen_at is None:
                 await asyncio.sleep(0.05)
                 continue
-            for frame_id, data in self.compose(now, schedule, spec.min_period_s):
+            for frame_id, data in self.compose(now, schedule):
                 self._send(bus, frame_id, data)
             await asyncio.sleep(max(0.0, min(schedule.next_time(), now + 0.05) - time.monotonic()))
 
-    def compose(
-        self, now: float, schedule: _Schedule | None = None, min_period_s: float = 0.0
-    ) -> list[tuple[int, bytes]]:
+    def compose(self, now: float, schedule: _Schedule | None = None) -> list[tuple[int, bytes]]:
         """The frames due at ``now`` (every frame when no schedule is given), encoded."""
         schedule = schedule if schedule is not None else _Schedule(now - 3600.0)
-        frames = self._inverter_frames(now, schedule, min_period_s)
+        frames = self._inverter_frames(now, schedule)
         if self.settings.native:
             frames += self._native_frames(now, schedule)
         return frames
@@ -331,50 +326,40 @@ class CanExporter:
             return []
         return list(schedule.slots.get(("inverter", frame_id), ()))
 
-    def _cycle_of(self, frame_id: int, min_period_s: float) -> float:
-        if self.settings.cycle_s is not None:
-            cycle = self.settings.cycle_s
-        else:
-            message = self.inverter_db.get_message_by_frame_id(frame_id)
-            cycle = (message.cycle_time or 1000) / 1000.0
-        return max(cycle, min_period_s)
-
-    def view(self, now: float) -> InverterView | None:
-        """The inverter view, with the heartbeat action applied."""
-        view = inverter_view(self.feed.fleet, self.feed.states(), self.nominal_cell_v)
-        if view is None or not self.heartbeat_lost:
-            return view
+    def view(self) -> FleetReadout:
+        """The fleet as the inverter is told it, with the heartbeat action applied."""
+        fleet = self.feed.fleet
+        if not self.heartbeat_lost or fleet.alarms is None:
+            return fleet
         action = self.settings.heartbeat_action
         if action is HeartbeatAction.LOG:
-            return view
-        alarms = view.alarms | LimitFlag.COMMUNICATION
+            return fleet
+        alarms = fleet.alarms | LimitFlag.COMMUNICATION
         if action is HeartbeatAction.ALARM:
-            return _replace_view(view, alarms=alarms)
-        return _replace_view(
-            view, alarms=alarms, ccl_a=0.0, dcl_a=0.0, charge_enable=False, discharge_enable=False
+            return dataclasses.replace(fleet, alarms=alarms)
+        return dataclasses.replace(
+            fleet,
+            alarms=alarms,
+            charge_current_limit_a=0.0,
+            discharge_current_limit_a=0.0,
+            charge_effective=False,
+            discharge_effective=False,
         )
 
-    def _inverter_frames(
-        self, now: float, schedule: _Schedule, min_period_s: float
-    ) -> list[tuple[int, bytes]]:
-        s = self.settings
+    def _inverter_frames(self, now: float, schedule: _Schedule) -> list[tuple[int, bytes]]:
+        profile = self.profile
         due = [
             fid
-            for fid in PROFILES[s.profile].frames
-            if schedule.due(("inverter", fid), self._cycle_of(fid, min_period_s), now)
+            for fid in profile.spec.frames
+            if schedule.due(("inverter", fid), profile.cycles_s[fid], now)
         ]
         if not due:
             return []
-        view = self.view(now)
-        if view is None:
-            return []  # no pack has a state yet: say nothing rather than something made up
-        values = inverter_values(view, s.profile, s.manufacturer)
+        values = inverter_values(self.view(), profile)
         out_of_range: list[str] = []
         frames = encode_frames(
-            self.inverter_db,
+            profile,
             {fid: values[fid] for fid in due if fid in values},  # some withheld while stale
-            s.profile,
-            self.solark_db,
             out_of_range,
         )
         for problem in out_of_range:
@@ -384,25 +369,18 @@ class CanExporter:
                     "can: %s does not fit the %s frame: sent as not available "
                     "(the 0x35x family is for packs up to 327 V)",
                     problem,
-                    s.profile.value,
+                    profile.profile.value,
                 )
-        if s.dlc_policy == "8":
-            frames = [(fid, data.ljust(8, b"\0")) for fid, data in frames]
-        elif s.dlc_policy == "dbc":
-            frames = [
-                (fid, data.ljust(self.inverter_db.get_message_by_frame_id(fid).length, b"\0"))
-                for fid, data in frames
-            ]
         return frames
 
     def _native_frames(self, now: float, schedule: _Schedule) -> list[tuple[int, bytes]]:
         frames: list[tuple[int, bytes]] = []
         for pack_id, index in self.pack_index.items():
-            state = self.feed.latest(pack_id)
-            if state is None:
+            readout = self.feed.pack(pack_id)
+            if readout is None:
                 continue
             base = self.settings.native_base_id + 0x10 * index
-            values = native_values(state)
+            values = native_values(readout)
             for name, offset in NATIVE_OFFSETS.items():
                 if name == "TwinCells":
                     continue
@@ -410,7 +388,7 @@ class CanExporter:
                 cycle = (message.cycle_time or 1000) / 1000.0
                 if schedule.due((pack_id, name), cycle, now):
                     frames.append(encode_native(self.twin_db, name, values[name], base + offset))
-            cells = state.settings.cell_count
+            cells = readout.cell_count
             if cells and schedule.due((pack_id, "cells"), CELL_CYCLE_S, now):
                 start = self._cell_next.get(pack_id, 1)
                 for i in range(self.settings.cells_per_cycle):
@@ -419,7 +397,7 @@ class CanExporter:
                         encode_native(
                             self.twin_db,
                             "TwinCells",
-                            native_cell_values(state, cell),
+                            native_cell_values(readout, cell),
                             base + NATIVE_OFFSETS["TwinCells"],
                         )
                     )
@@ -446,10 +424,6 @@ class CanExporter:
 
 class _BusFailedError(Exception):
     """Sends keep failing: the bus is closed and opened again."""
-
-
-def _replace_view(view: InverterView, **changes: Any) -> InverterView:
-    return dataclasses.replace(view, **changes)
 
 
 def monitor(

@@ -275,12 +275,9 @@ class ModbusExporter:
         now = time.monotonic()
         lost = self._ctrl_hb_lost(unit, now)
         if unit.pack_id is not None:
-            # The settings as the twin holds them now: a write reads back at once, even before
-            # the next state carries it.
-            settings = self.settings_port.settings(unit.pack_id)
-            unit.values = pack_values(self.feed.latest(unit.pack_id), unit.info, settings)
+            unit.values = pack_values(self.feed.pack(unit.pack_id), unit.info)
         else:
-            unit.values = fleet_values(self.feed.fleet, self.feed.pack_ids, unit.info)
+            unit.values = fleet_values(self.feed.fleet, unit.info)
         if lost:
             # The controller stopped writing CtrlHb: Evt1 bit 0 (communication error).
             unit.values["sunspec.evt1"] = int(unit.values.get("sunspec.evt1") or 0) | 1
@@ -292,9 +289,9 @@ class ModbusExporter:
     def _update_dynamic(self, unit: _Unit, now: float) -> None:
         values = unit.values
         if unit.pack_id is not None:
-            state = self.feed.latest(unit.pack_id)
+            readout = self.feed.pack(unit.pack_id)
             published = self.feed.published_at(unit.pack_id)
-            age = None if state is None else state.data_age_s
+            age = None if readout is None else readout.data_age_s
             if age is not None and published is not None:
                 age += max(0.0, now - published)
             values["data_age_s"] = None if age is None else min(age, 6553.4)

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
 from twin.model.limits import LimitFlag
-from twin.model.settings import BmsSettings
+from twin.model.settings import WRITABLE_SETTINGS
 from twin.model.status import StatusFlag
-from twin.protocol.assembly import CellView
-from twin.protocol.shadow import FleetView, TwinState
+from twin.protocol.readout import CellReadout, FleetReadout, PackReadout
 
 # ---- the map data ------------------------------------------------------------------------
 
@@ -203,44 +202,11 @@ class Slot:
 SUNS_MARKER = (0x5375, 0x6E53)
 END_MODEL = (0xFFFF, 0)
 
-#: Every value key the twin fills in (a map naming another is refused when it is loaded).
-VALUE_KEYS = frozenset(
-    {
-        "map_version", "unit_kind", "unit_name", "pack_count", "cell_count", "generation",
-        "firmware", "soh_pct", "charge_cycles", "manufacturer", "model_name", "twin_version",
-        "serial", "unit_id", "zero", "one", "one_if_cells",
-        "pack_voltage_v", "battery_current_a", "current1_a", "current2_a", "battery_power_w",
-        "soc_pct", "soc_calibrated", "soc_reported_pct", "stored_energy_wh", "capacity_wh",
-        "capacity_ah", "charge_reported", "discharge_reported", "charge_twin", "discharge_twin",
-        "charge_effective", "discharge_effective", "relay_bits",
-        "warning_bits", "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
-        "divergence", "alarm_bits", "warning_flag_bits",
-        "comm_state", "data_age_s", "frames_received", "bytes_rejected", "heartbeat",
-        "min_cell_voltage_v", "min_cell_id", "max_cell_voltage_v", "max_cell_id",
-        "cell_spread_v", "avg_cell_voltage_v", "min_temp_c", "min_temp_id", "max_temp_c",
-        "max_temp_id", "avg_temp_c", "balancing_cells",
-        "cvl_v", "ccl_a", "dcl_a", "dvl_v", "request_bits", "max_charge_w", "max_discharge_w",
-        "harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh",
-        "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
-        "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
-        "vbalance_v", "unlock", "lock_state", "lock_remaining_s", "wrong_pins",
-        "soc_max_pct", "soc_min_pct", "ctrl_hb", "alarm_reset", "clear_counters",
-        "sunspec.charge_status", "sunspec.local_remote", "sunspec.battery_type",
-        "sunspec.state", "sunspec.evt1", "sunspec.evt_vendor1", "sunspec.request_inverter",
-        "sf.pack_voltage_v", "sf.capacity_wh", "sf.capacity_ah", "sf.current_a",
-        "sf.limit_current_a", "sf.power_w", "sf.max_power_w",
-        "cell.voltage_v", "cell.temp_c", "cell.flags", "cell.age_s", "cell.sunspec_status",
-    }
-)  # fmt: skip
+#: The settings a client may write: ``setting.<readout field>``.
+SETTING_KEYS = frozenset(f"setting.{name}" for name in WRITABLE_SETTINGS)
 
 #: The keys a client may write, and what they are.
-WRITABLE_KEYS = frozenset(
-    {
-        "setting.vmin_v", "setting.vmax_v", "setting.tmin_c", "setting.tmax_c",
-        "setting.charge_restart_pct", "setting.discharge_restart_pct", "setting.capacity_wh",
-        "unlock", "ctrl_hb", "alarm_reset", "clear_counters",
-    }
-)  # fmt: skip
+WRITABLE_KEYS = SETTING_KEYS | {"unlock", "ctrl_hb", "alarm_reset", "clear_counters"}
 
 #: Keys computed when a register is read, not when the state changes.
 DYNAMIC_KEYS = frozenset(
@@ -494,21 +460,13 @@ class UnitInfo:
     version: str = ""
 
 
-#: The app's warning lights: flag, bit in warning_bits, value key.
-_WARNINGS = (
-    (StatusFlag.E, 0, "warning_e"),
-    (StatusFlag.VL, 1, "warning_vl"),
-    (StatusFlag.VH, 2, "warning_vh"),
-    (StatusFlag.TL, 3, "warning_tl"),
-    (StatusFlag.TH, 4, "warning_th"),
-)
+#: warning_bits: the app's lights in bits 0..4 (8 divergence, 9 stale data on top).
+_WARNING_BITS = (StatusFlag.E, StatusFlag.VL, StatusFlag.VH, StatusFlag.TL, StatusFlag.TH)
 
 
-def _warning_values(warnings: StatusFlag) -> dict[str, int]:
-    """warning_bits (bits 0..4) and one 0/1 key per warning."""
-    values = {key: int(bool(warnings & flag)) for flag, _, key in _WARNINGS}
-    values["warning_bits"] = sum(1 << bit for flag, bit, _ in _WARNINGS if warnings & flag)
-    return values
+def warning_bits(warnings: StatusFlag) -> int:
+    """The app's warning lights as bits 0..4 (E, Vl, Vh, Tl, Th)."""
+    return sum(1 << bit for bit, flag in enumerate(_WARNING_BITS) if warnings & flag)
 
 
 #: SunSpec 802 Evt1 bits of each inverter alarm (the BMS acted) and early warning.
@@ -554,29 +512,47 @@ def choose_sf(magnitude: float, *, signed: bool, finest: int = -3) -> int:
     return sf
 
 
-def _cell_values(cell: CellView, fresh: bool) -> dict[str, Any]:
-    """One cell's value keys; voltage and temperature only while the pack's data is fresh."""
-    return {
-        "cell.voltage_v": cell.voltage_v if fresh else None,
-        "cell.temp_c": cell.temp_c if fresh else None,
-        "cell.flags": (1 if cell.balancing else 0) | (2 if cell.stale or not fresh else 0),
-        "cell.age_s": None if cell.age_s is None else min(cell.age_s, 65534.0),
-        "cell.sunspec_status": 1 if cell.balancing else 0,
+#: The readout fields the registers take as they are (the value key is the field's name).
+PACK_FIELDS = tuple(
+    f.name for f in fields(PackReadout) if f.name not in ("cells", "warnings", "pack_id")
+)
+FLEET_FIELDS = tuple(f.name for f in fields(FleetReadout) if f.name not in ("warnings",))
+CELL_FIELDS = ("voltage_v", "temp_c", "age_s")
+
+#: Value keys that are encodings of readout fields (or the unit's identity), not fields.
+ENCODING_KEYS = frozenset(
+    {
+        "map_version", "unit_kind", "unit_name", "manufacturer", "model_name", "twin_version",
+        "serial", "unit_id", "zero", "one", "one_if_cells", "relay_bits", "warning_bits",
+        "comm_state", "heartbeat", "request_bits", "unlock", "lock_state", "lock_remaining_s",
+        "wrong_pins", "soc_max_pct", "soc_min_pct", "ctrl_hb", "alarm_reset", "clear_counters",
+        "data_age_s",
+        "sunspec.local_remote", "sunspec.battery_type", "sunspec.state", "sunspec.evt1",
+        "sunspec.evt_vendor1", "sunspec.request_inverter",
+        "sf.pack_voltage_v", "sf.capacity_wh", "sf.capacity_ah", "sf.current_a",
+        "sf.limit_current_a", "sf.power_w", "sf.max_power_w",
+        "cell.flags", "cell.sunspec_status",
     }
+)  # fmt: skip
 
 
-def pack_values(
-    state: TwinState | None, info: UnitInfo, settings: BmsSettings | None = None
-) -> dict[str, Any]:
-    """Every value key of a pack unit (static part: recomputed per new state).
+#: Every value key the twin fills in (a map naming another is refused when it is loaded):
+#: a readout field by its name, a cell's field as ``cell.<field>``, a writable setting as
+#: ``setting.<field>``, or an encoding.
+VALUE_KEYS = (
+    frozenset(PACK_FIELDS)
+    | frozenset(FLEET_FIELDS)
+    | {f"cell.{name}" for name in CELL_FIELDS}
+    | SETTING_KEYS
+    | ENCODING_KEYS
+)
 
-    ``settings``: the pack's settings now, when newer than the state's (a write just taken).
-    """
-    values: dict[str, Any] = {
+
+def _identity(info: UnitInfo, kind: int) -> dict[str, Any]:
+    return {
         "map_version": 1,
-        "unit_kind": 1,
+        "unit_kind": kind,
         "unit_name": info.name,
-        "pack_count": 1,
         "manufacturer": info.manufacturer,
         "model_name": info.model_name,
         "twin_version": info.version,
@@ -588,252 +564,136 @@ def pack_values(
         "sunspec.local_remote": 1,  # LOCAL: the BMS decides; the twin takes no commands
         "alarm_reset": 0,
         "clear_counters": 0,
+        "unlock": 0,
+        "soc_max_pct": 100.0,
+        "soc_min_pct": 0.0,
         "comm_state": 2,
         "cells": [],
     }
-    if state is None:
+
+
+def _cell_values(cell: CellReadout) -> dict[str, Any]:
+    """One cell's value keys (``cell.<field>``) and its flags."""
+    return {
+        "cell.voltage_v": cell.voltage_v,
+        "cell.temp_c": cell.temp_c,
+        "cell.flags": (1 if cell.balancing else 0) | (2 if cell.stale else 0),
+        "cell.age_s": None if cell.age_s is None else min(cell.age_s, 65534.0),
+        "cell.sunspec_status": 1 if cell.balancing else 0,
+    }
+
+
+def _sunspec_state(readout: PackReadout | FleetReadout) -> int:
+    """SunSpec 802 State: 2 initializing, 3 operating, 4 standby, 99 fault (stale)."""
+    if not readout.initialized:
+        return 2
+    if readout.stale:
+        return 99
+    return 3 if readout.charge_effective or readout.discharge_effective else 4
+
+
+def _limit_values(readout: PackReadout | FleetReadout) -> dict[str, Any]:
+    alarms, early = readout.alarms, readout.early_warnings
+    if alarms is None or early is None:
+        return {}
+    return {
+        "request_bits": int(bool(readout.force_charge_request))
+        | int(bool(readout.full_charge_request)) << 1,
+        "sunspec.evt1": evt1(alarms, early),
+    }
+
+
+def pack_values(readout: PackReadout | None, info: UnitInfo) -> dict[str, Any]:
+    """Every value key of a pack unit (static part: recomputed per new state)."""
+    values = _identity(info, kind=1)
+    values["pack_count"] = 1
+    if readout is None:
         return values
-    if settings is None:
-        settings = state.settings
-    n = settings.cell_count
-    max_v = n * settings.vmax_v * 1.1
+    values.update((name, getattr(readout, name)) for name in PACK_FIELDS)
+    current_range = readout.current_rating_a * 1.2
+    max_v = readout.voltage_rating_v * 1.1
+    warnings = warning_bits(readout.warnings)
     values.update(
         {
-            "cell_count": n,
             "one_if_cells": 1,
-            "generation": 3 if settings.generation.value == "gen3" else 2,
-            "capacity_wh": settings.capacity_wh,
-            "capacity_ah": settings.capacity_ah,
-            "setting.vmin_v": settings.vmin_v,
-            "setting.vmax_v": settings.vmax_v,
-            "setting.tmin_c": settings.tmin_c,
-            "setting.tmax_c": settings.tmax_c,
-            "setting.charge_restart_pct": settings.charge_restart_pct,
-            "setting.discharge_restart_pct": settings.discharge_restart_pct,
-            "setting.capacity_wh": settings.capacity_wh,
-            "vbalance_v": settings.vbalance_v,
-            "unlock": 0,
-            "soc_max_pct": 100.0,
-            "soc_min_pct": 0.0,
-            "frames_received": state.frames_received,
-            "bytes_rejected": state.bytes_rejected,
-            "comm_state": 1 if state.stale else 0,
-            "divergence": int(state.divergent),
+            "comm_state": 1 if readout.stale else 0,
+            "cells": [_cell_values(cell) for cell in readout.cells],
+            "relay_bits": sum(
+                1 << i
+                for i, on in enumerate(
+                    (
+                        readout.charge_reported,
+                        readout.discharge_reported,
+                        readout.charge_twin,
+                        readout.discharge_twin,
+                        readout.charge_effective,
+                        readout.discharge_effective,
+                    )
+                )
+                if on
+            ),
+            "warning_bits": warnings
+            | (1 << 8 if readout.divergent else 0)
+            | (1 << 9 if readout.stale else 0),
+            "sunspec.evt_vendor1": warnings
+            | (1 << 8 if readout.divergent else 0)
+            | (1 << 9 if readout.stale else 0),
+            "sunspec.state": _sunspec_state(readout),
+            "sunspec.request_inverter": None if readout.pack_voltage_v is None else 0,
             "sf.pack_voltage_v": choose_sf(max_v, signed=False, finest=-2),
-            "sf.capacity_wh": choose_sf(settings.capacity_wh, signed=False, finest=0),
-            "sf.capacity_ah": choose_sf(settings.capacity_ah, signed=False, finest=-1),
-            "sf.current_a": choose_sf(settings.sensor.spec.max_a * 1.2, signed=True, finest=-2),
-            "sf.limit_current_a": choose_sf(
-                settings.sensor.spec.max_a * 1.2, signed=False, finest=-2
-            ),
-            "sf.power_w": choose_sf(
-                max_v * settings.sensor.spec.max_a * 1.2, signed=True, finest=0
-            ),
-            "sf.max_power_w": choose_sf(
-                max_v * settings.sensor.spec.max_a * 1.2, signed=False, finest=0
-            ),
+            "sf.capacity_wh": choose_sf(readout.capacity_wh, signed=False, finest=0),
+            "sf.capacity_ah": choose_sf(readout.capacity_ah, signed=False, finest=-1),
+            "sf.current_a": choose_sf(current_range, signed=True, finest=-2),
+            "sf.limit_current_a": choose_sf(current_range, signed=False, finest=-2),
+            "sf.power_w": choose_sf(max_v * current_range, signed=True, finest=0),
+            "sf.max_power_w": choose_sf(max_v * current_range, signed=False, finest=0),
         }
     )
-    info_bms = state.observation.info
-    values["firmware"] = info_bms.firmware
-    values["soh_pct"] = info_bms.soh_pct
-    values["charge_cycles"] = info_bms.charge_cycles
-    values["cells"] = [_cell_values(cell, not state.stale) for cell in state.observation.cells]
-    values["balancing_cells"] = sum(1 for c in state.observation.cells if c.balancing)
-    relay = {
-        "charge_reported": state.reported_charge,
-        "discharge_reported": state.reported_discharge,
-        "charge_twin": state.twin_charge,
-        "discharge_twin": state.twin_discharge,
-        "charge_effective": state.effective_charge,
-        "discharge_effective": state.effective_discharge,
-    }
-    values.update(relay)
-    values["relay_bits"] = sum(1 << i for i, on in enumerate(relay.values()) if on)
-    logic = state.logic
-    warnings = state.warnings
-    values.update(_warning_values(warnings))
-    values["warning_bits"] |= (1 << 8 if state.divergent else 0) | (1 << 9 if state.stale else 0)
-    limits = state.limits
-    if limits is not None:
-        alarms = limits.alarms | (LimitFlag.COMMUNICATION if state.stale else LimitFlag.NONE)
-        values.update(
-            {
-                "alarm_bits": int(alarms),
-                "warning_flag_bits": int(limits.warnings),
-                "cvl_v": limits.charge_voltage_v,
-                "ccl_a": limits.charge_current_a,
-                "dcl_a": limits.discharge_current_a,
-                "dvl_v": limits.discharge_voltage_v,
-                "request_bits": int(limits.force_charge) | int(limits.full_charge) << 1,
-                "sunspec.evt1": evt1(alarms, limits.warnings),
-                "sunspec.evt_vendor1": values["warning_bits"],
-                "max_charge_w": settings.vnominal_v * n * max(limits.charge_current_a, 0.0),
-                "max_discharge_w": settings.vnominal_v * n * limits.discharge_current_a,
-            }
-        )
-    if logic is not None:
-        energy = logic.energy
-        values.update(
-            {
-                "soc_pct": logic.soc_pct,
-                "soc_calibrated": int(logic.soc_calibrated),
-                "soc_reported_pct": state.reported_soc_pct,
-                "stored_energy_wh": logic.stored_energy_wh,
-                "harvested_today_wh": energy.harvested_today_wh,
-                "consumed_today_wh": energy.consumed_today_wh,
-                "harvested_total_wh": energy.harvested_total_wh,
-                "consumed_total_wh": energy.consumed_total_wh,
-            }
-        )
-    if logic is not None and not state.stale:
-        # Measurements only while fresh: stale data reads "not available", never the last value.
-        inputs = logic.inputs
-        current = inputs.measured_battery_current_a
-        cell_vs = [c.voltage_v for c in state.observation.cells if c.voltage_v is not None]
-        cell_ts = [c.temp_c for c in state.observation.cells if c.temp_c is not None]
-        values.update(
-            {
-                "pack_voltage_v": inputs.pack_voltage_v,
-                "battery_current_a": current,
-                "current1_a": inputs.current1_a,
-                "current2_a": inputs.current2_a,
-                "battery_power_w": None if current is None else inputs.pack_voltage_v * current,
-                "min_cell_voltage_v": inputs.min_cell_voltage_v,
-                "min_cell_id": inputs.min_cell_index,
-                "max_cell_voltage_v": inputs.max_cell_voltage_v,
-                "max_cell_id": inputs.max_cell_index,
-                "cell_spread_v": inputs.max_cell_voltage_v - inputs.min_cell_voltage_v,
-                "min_temp_c": inputs.min_temp_c,
-                "min_temp_id": inputs.min_temp_index,
-                "max_temp_c": inputs.max_temp_c,
-                "max_temp_id": inputs.max_temp_index,
-                "avg_cell_voltage_v": sum(cell_vs) / len(cell_vs) if cell_vs else None,
-                "avg_temp_c": sum(cell_ts) / len(cell_ts) if cell_ts else None,
-                "sunspec.charge_status": _charge_status(current, logic.soc_pct),
-                "sunspec.state": 3 if state.effective_charge or state.effective_discharge else 4,
-                "sunspec.request_inverter": 0,
-            }
-        )
-    else:
-        # 2 INITIALIZING before the first frame, 99 FAULT when the frames stopped.
-        values["sunspec.state"] = 2 if logic is None else 99
+    values.update(_limit_values(readout))
+    values.update((key, values[key.removeprefix("setting.")]) for key in SETTING_KEYS)
     return values
 
 
-def _charge_status(current_a: float | None, soc_pct: float) -> int | None:
-    """SunSpec ChaSt: 3 discharging, 4 charging, 5 full, 6 holding."""
-    if current_a is None:
-        return None
-    if soc_pct >= 100.0 and current_a >= -0.5:
-        return 5
-    if current_a > 0.5:
-        return 4
-    if current_a < -0.5:
-        return 3
-    return 6
+def fleet_values(readout: FleetReadout, info: UnitInfo) -> dict[str, Any]:
+    """Every value key of the fleet unit.
 
+    The extreme cells' registers hold ``pack index x 1000 + cell`` (pack index 1-based, in
+    configuration order): one register names both.
+    """
+    values = _identity(info, kind=2)
+    values.update((name, getattr(readout, name)) for name in FLEET_FIELDS)
+    index = {pid: i + 1 for i, pid in enumerate(readout.pack_ids)}
 
-def fleet_values(view: FleetView, pack_ids: Sequence[str], info: UnitInfo) -> dict[str, Any]:
-    """Every value key of the fleet unit."""
-    values: dict[str, Any] = {
-        "map_version": 1,
-        "unit_kind": 2,
-        "unit_name": info.name,
-        "pack_count": len(pack_ids),
-        "manufacturer": info.manufacturer,
-        "model_name": info.model_name,
-        "twin_version": info.version,
-        "serial": info.name,
-        "unit_id": info.unit_id,
-        "zero": 0,
-        "sunspec.battery_type": 4,
-        "sunspec.local_remote": 1,
-        "alarm_reset": 0,
-        "clear_counters": 0,
-        "comm_state": 1 if view.stale else 0,
-        "charge_effective": view.effective_charge,
-        "discharge_effective": view.effective_discharge,
-        "cells": [],
-    }
-    fleet = view.state
-    if fleet is None:
-        values["comm_state"] = 2
-        values["sunspec.state"] = 2
-        return values
-    limits = fleet.limits
-    warnings = fleet.warnings | (StatusFlag.E if view.stale else StatusFlag.NONE)
-    alarms = limits.alarms | (LimitFlag.COMMUNICATION if view.stale else LimitFlag.NONE)
-    max_v = fleet.pack_voltage_v * 1.5 + 1.0
-    index = {pid: i + 1 for i, pid in enumerate(pack_ids)}
+    def cell_id(pack_id: str | None, cell: int | None) -> int | None:
+        return None if pack_id is None or cell is None else index.get(pack_id, 0) * 1000 + cell
 
-    def cell_id(pack_id: str, cell: int) -> int:
-        return index.get(pack_id, 0) * 1000 + cell
-
+    max_v = readout.voltage_rating_v * 1.1
+    warnings = warning_bits(readout.warnings)
     values.update(
         {
-            "charge_twin": fleet.charge_allowed,
-            "discharge_twin": fleet.discharge_allowed,
-            "relay_bits": (int(fleet.charge_allowed) << 2)
-            | (int(fleet.discharge_allowed) << 3)
-            | (int(view.effective_charge) << 4)
-            | (int(view.effective_discharge) << 5),
-            "alarm_bits": int(alarms),
-            "warning_flag_bits": int(limits.warnings),
-            "soc_pct": fleet.soc_pct,
-            "soc_calibrated": int(fleet.soc_calibrated),
-            "stored_energy_wh": fleet.stored_energy_wh,
-            "capacity_wh": fleet.capacity_wh,
-            "capacity_ah": None,
-            "harvested_today_wh": fleet.energy.harvested_today_wh,
-            "consumed_today_wh": fleet.energy.consumed_today_wh,
-            "harvested_total_wh": fleet.energy.harvested_total_wh,
-            "consumed_total_wh": fleet.energy.consumed_total_wh,
-            "cvl_v": limits.charge_voltage_v,
-            "ccl_a": limits.charge_current_a,
-            "dcl_a": limits.discharge_current_a,
-            "dvl_v": limits.discharge_voltage_v,
-            "request_bits": int(limits.force_charge) | int(limits.full_charge) << 1,
-            "sunspec.evt1": evt1(alarms, limits.warnings),
-            "soc_max_pct": 100.0,
-            "soc_min_pct": 0.0,
+            "comm_state": 2 if not readout.initialized else 1 if readout.stale else 0,
+            "min_cell_index": cell_id(readout.min_cell_pack_id, readout.min_cell_index),
+            "max_cell_index": cell_id(readout.max_cell_pack_id, readout.max_cell_index),
+            "min_temp_index": cell_id(readout.min_temp_pack_id, readout.min_temp_index),
+            "max_temp_index": cell_id(readout.max_temp_pack_id, readout.max_temp_index),
+            "relay_bits": (int(bool(readout.charge_twin)) << 2)
+            | (int(bool(readout.discharge_twin)) << 3)
+            | (int(readout.charge_effective) << 4)
+            | (int(readout.discharge_effective) << 5),
+            "warning_bits": warnings | (1 << 9 if readout.stale else 0),
+            "sunspec.evt_vendor1": warnings,
+            "sunspec.state": _sunspec_state(readout),
             "sf.pack_voltage_v": choose_sf(max_v, signed=False, finest=-2),
-            "sf.capacity_wh": choose_sf(fleet.capacity_wh, signed=False, finest=0),
+            "sf.capacity_wh": choose_sf(readout.capacity_wh or 0.0, signed=False, finest=0),
+            "sf.capacity_ah": choose_sf(readout.capacity_ah or 0.0, signed=False, finest=-1),
             "sf.current_a": 0,
             "sf.limit_current_a": 0,
             "sf.power_w": choose_sf(max_v * 32767.0, signed=True, finest=0),
             "sf.max_power_w": choose_sf(max_v * 65534.0, signed=False, finest=0),
         }
     )
-    values.update(_warning_values(warnings))
-    values["sunspec.evt_vendor1"] = values["warning_bits"]
-    values["warning_bits"] |= 1 << 9 if view.stale else 0
-    if not view.stale:
-        current = fleet.battery_current_a
-        values.update(
-            {
-                "pack_voltage_v": fleet.pack_voltage_v,
-                "battery_current_a": current,
-                "current1_a": fleet.current1_a,
-                "current2_a": fleet.current2_a,
-                "battery_power_w": fleet.battery_power_w,
-                "min_cell_voltage_v": fleet.min_cell_voltage.value,
-                "min_cell_id": cell_id(
-                    fleet.min_cell_voltage.pack_id, fleet.min_cell_voltage.cell_index
-                ),
-                "max_cell_voltage_v": fleet.max_cell_voltage.value,
-                "max_cell_id": cell_id(
-                    fleet.max_cell_voltage.pack_id, fleet.max_cell_voltage.cell_index
-                ),
-                "cell_spread_v": fleet.max_cell_voltage.value - fleet.min_cell_voltage.value,
-                "min_temp_c": fleet.min_temp.value,
-                "min_temp_id": cell_id(fleet.min_temp.pack_id, fleet.min_temp.cell_index),
-                "max_temp_c": fleet.max_temp.value,
-                "max_temp_id": cell_id(fleet.max_temp.pack_id, fleet.max_temp.cell_index),
-                "sunspec.charge_status": _charge_status(current, fleet.soc_pct),
-                "sunspec.state": 3 if view.effective_charge or view.effective_discharge else 4,
-            }
-        )
-    else:
-        values["sunspec.state"] = 99
+    if not readout.initialized:
+        for key in ("relay_bits", "warning_bits", "sunspec.evt_vendor1"):
+            values.pop(key)
+    values.update(_limit_values(readout))
     return values

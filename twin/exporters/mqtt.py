@@ -307,14 +307,14 @@ class MqttExporter:
         """What changed in one unit (everything with ``force``), as one pipelined batch."""
         base = self.settings.base(unit)
         fleet = unit == FLEET_UNIT
-        source: object = self.feed.fleet if fleet else self.feed.latest(unit)
+        source: object = self.feed.fleet if fleet else self.feed.pack(unit)
         batch: list[tuple[str, str]] = []
         values_sent: dict[str, JsonValue] = {}
         # An unchanged snapshot (another pack's frame woke us) costs one identity test, not
         # a state JSON and 765 cell comparisons.
         if force or source is not self._seen.get(unit, _NOTHING):
-            state = None if fleet else self.feed.latest(unit)
-            values = fleet_state(self.feed.fleet) if fleet else pack_state(state)
+            readout = None if fleet else self.feed.pack(unit)
+            values = fleet_state(self.feed.fleet) if fleet else pack_state(readout)
             updates = [
                 (f"{base}/{key}", value)
                 for key, value in values.items()
@@ -323,7 +323,7 @@ class MqttExporter:
             if updates:
                 batch.append((f"{base}/state", json.dumps(values)))
             if not fleet and self.settings.cells:
-                for n, cell in enumerate(cell_values(state), start=1):
+                for n, cell in enumerate(cell_values(readout), start=1):
                     for key in CELL_KEYS:
                         topic = f"{base}/cell/{n}/{key}"
                         value = cell[key]

@@ -20,10 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twin.model.energy import EnergyCounters
 from twin.model.limits import LimitFlag
-from twin.model.status import StatusFlag
-from twin.protocol.shadow import FleetView, TwinState
+from twin.protocol.readout import ChargeState, FleetReadout, PackReadout
 
 JsonValue = str | int | float | bool | None
 
@@ -82,14 +80,72 @@ class MqttSettings:
         return f"{self.prefix}/{unit}"
 
 
-def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
+#: Decimal places of the published values (the rest are published as they are).
+ROUNDING: dict[str, int] = {
+    "data_age_s": 1,
+    "soc_pct": 2,
+    "stored_energy_wh": 1,
+    "harvested_today_wh": 1,
+    "consumed_today_wh": 1,
+    "harvested_total_wh": 1,
+    "consumed_total_wh": 1,
+    "capacity_ah": 1,
+    "charge_voltage_limit_v": 3,
+    "charge_current_limit_a": 2,
+    "discharge_current_limit_a": 2,
+    "discharge_voltage_limit_v": 3,
+    "pack_voltage_v": 3,
+    "battery_current_a": 3,
+    "current1_a": 3,
+    "current2_a": 3,
+    "battery_power_w": 1,
+    "cell_spread_v": 3,
+    "avg_cell_voltage_v": 4,
+    "avg_temp_c": 1,
+}
+
+#: Keys renamed to the one vocabulary (docs/vocabulary.md): old key -> readout field. The old
+#: keys are still published, with the same values, until the next release.
+ALIASES: dict[str, str] = {
+    "min_cell": "min_cell_index",
+    "max_cell": "max_cell_index",
+    "min_temp_cell": "min_temp_index",
+    "max_temp_cell": "max_temp_index",
+}
+
+
+def _json(key: str, value: object) -> JsonValue:
+    """A readout field as JSON: flags as names, enums as names, floats rounded."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, LimitFlag):
+        return _flag_names(value)
+    if isinstance(value, ChargeState):
+        return value.name.lower()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        places = ROUNDING.get(key)
+        return value if places is None else round(value, places)
+    raise TypeError(f"{key}: {type(value).__name__} is not published")
+
+
+def _state(readout: object, keys: tuple[str, ...]) -> dict[str, JsonValue]:
+    values = {key: _json(key, getattr(readout, key)) for key in keys}
+    for old, new in ALIASES.items():
+        if new in values:
+            values[old] = values[new]
+    return values
+
+
+def pack_state(readout: PackReadout | None) -> dict[str, JsonValue]:
     """The JSON state of one pack.
 
     Before its first snapshot (``None``) every key is there, as null where nothing is known:
     a consumer (a Home Assistant template) reads the same keys from the first message on, and
     the warning and relays read as a stale pack's (E, both relays off).
     """
-    if state is None:
+    if readout is None:
         values: dict[str, JsonValue] = dict.fromkeys(PACK_KEYS)
         values.update(
             stale=True,
@@ -99,139 +155,22 @@ def pack_state(state: TwinState | None) -> dict[str, JsonValue]:
             discharge_effective=False,
         )
         return values
-    logic = state.logic
-    fresh = logic is not None and not state.stale
-    inputs = logic.inputs if logic is not None and fresh else None
-    warnings = state.warnings
-    limits = state.limits
-    age = state.data_age_s
-    values = {
-        "stale": state.stale,
-        "comm_error": state.comm_error,
-        "data_age_s": None if age is None else round(age, 1),
-        "frames_received": state.frames_received,
-        "divergent": state.divergent,
-        "charge_reported": state.reported_charge,
-        "discharge_reported": state.reported_discharge,
-        "charge_twin": state.twin_charge,
-        "discharge_twin": state.twin_discharge,
-        "charge_effective": state.effective_charge,
-        "discharge_effective": state.effective_discharge,
-        "warning_e": bool(warnings & StatusFlag.E),
-        "warning_vl": bool(warnings & StatusFlag.VL),
-        "warning_vh": bool(warnings & StatusFlag.VH),
-        "warning_tl": bool(warnings & StatusFlag.TL),
-        "warning_th": bool(warnings & StatusFlag.TH),
-        "cell_count": state.settings.cell_count,
-        "capacity_wh": state.settings.capacity_wh,
-        "soc_pct": None if logic is None else round(logic.soc_pct, 2),
-        "soc_calibrated": None if logic is None else logic.soc_calibrated,
-        "soc_reported_pct": state.reported_soc_pct,
-        "stored_energy_wh": None if logic is None else round(logic.stored_energy_wh, 1),
-        **_energy(logic.energy if logic is not None else None),
-        "alarms": None if limits is None else _flag_names(limits.alarms),
-        "early_warnings": None if limits is None else _flag_names(limits.warnings),
-        "charge_voltage_limit_v": None if limits is None else round(limits.charge_voltage_v, 3),
-        "charge_current_limit_a": None if limits is None else round(limits.charge_current_a, 2),
-        "discharge_current_limit_a": (
-            None if limits is None else round(limits.discharge_current_a, 2)
-        ),
-        "discharge_voltage_limit_v": (
-            None if limits is None else round(limits.discharge_voltage_v, 3)
-        ),
-    }
-    current = None if inputs is None else inputs.measured_battery_current_a
-    values.update(
-        {
-            "pack_voltage_v": None if inputs is None else round(inputs.pack_voltage_v, 3),
-            "battery_current_a": None if current is None else round(current, 3),
-            "current1_a": None
-            if inputs is None or inputs.current1_a is None
-            else round(inputs.current1_a, 3),
-            "current2_a": None
-            if inputs is None or inputs.current2_a is None
-            else round(inputs.current2_a, 3),
-            "battery_power_w": (
-                None
-                if inputs is None or current is None
-                else round(inputs.pack_voltage_v * current, 1)
-            ),
-            "min_cell_voltage_v": None if inputs is None else inputs.min_cell_voltage_v,
-            "min_cell": None if inputs is None else inputs.min_cell_index,
-            "max_cell_voltage_v": None if inputs is None else inputs.max_cell_voltage_v,
-            "max_cell": None if inputs is None else inputs.max_cell_index,
-            "min_temp_c": None if inputs is None else inputs.min_temp_c,
-            "min_temp_cell": None if inputs is None else inputs.min_temp_index,
-            "max_temp_c": None if inputs is None else inputs.max_temp_c,
-            "max_temp_cell": None if inputs is None else inputs.max_temp_index,
-        }
-    )
-    return values
+    return _state(readout, PACK_FIELDS)
 
 
-def fleet_state(view: FleetView) -> dict[str, JsonValue]:
+def fleet_state(readout: FleetReadout) -> dict[str, JsonValue]:
     """The JSON state of the fleet aggregate."""
-    fleet = view.state
-    values: dict[str, JsonValue] = {
-        "stale": view.stale,
-        "complete": view.complete,
-        "charge_effective": view.effective_charge,
-        "discharge_effective": view.effective_discharge,
-    }
-    if fleet is None:
-        return dict.fromkeys(FLEET_KEYS) | values
-    fresh = not view.stale
-    limits = fleet.limits
-    values.update(
-        {
-            "pack_count": len(fleet.pack_ids),
-            "charge_twin": fleet.charge_allowed,
-            "discharge_twin": fleet.discharge_allowed,
-            "soc_pct": round(fleet.soc_pct, 2),
-            "stored_energy_wh": round(fleet.stored_energy_wh, 1),
-            "capacity_wh": fleet.capacity_wh,
-            "pack_voltage_v": round(fleet.pack_voltage_v, 3) if fresh else None,
-            "battery_current_a": (
-                round(fleet.battery_current_a, 3)
-                if fresh and fleet.battery_current_a is not None
-                else None
-            ),
-            "battery_power_w": (
-                round(fleet.battery_power_w, 1)
-                if fresh and fleet.battery_power_w is not None
-                else None
-            ),
-            "harvested_total_wh": round(fleet.energy.harvested_total_wh, 1),
-            "consumed_total_wh": round(fleet.energy.consumed_total_wh, 1),
-            "alarms": _flag_names(limits.alarms),
-            "charge_voltage_limit_v": round(limits.charge_voltage_v, 3),
-            "charge_current_limit_a": round(limits.charge_current_a, 2),
-            "discharge_current_limit_a": round(limits.discharge_current_a, 2),
-        }
-    )
-    return values
+    return _state(readout, FLEET_FIELDS)
 
 
-def cell_values(state: TwinState | None) -> list[dict[str, JsonValue]]:
+def cell_values(readout: PackReadout | None) -> list[dict[str, JsonValue]]:
     """Per cell: voltage, temperature, balancing (None while stale or never reported)."""
-    if state is None:
+    if readout is None:
         return []
-    fresh = not state.stale
     return [
-        {
-            "voltage_v": cell.voltage_v if fresh else None,
-            "temp_c": cell.temp_c if fresh else None,
-            "balancing": cell.balancing if fresh else None,
-        }
-        for cell in state.observation.cells
+        {"voltage_v": cell.voltage_v, "temp_c": cell.temp_c, "balancing": cell.balancing}
+        for cell in readout.cells
     ]
-
-
-def _energy(energy: EnergyCounters | None) -> dict[str, JsonValue]:
-    names = ("harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh")
-    if energy is None:
-        return dict.fromkeys(names)
-    return {name: round(getattr(energy, name), 1) for name in names}
 
 
 def _flag_names(flags: LimitFlag) -> str:
@@ -253,6 +192,9 @@ DEADBANDS: dict[str, float] = {
     "max_cell_voltage_v": 0.005,
     "min_temp_c": 0.5,
     "max_temp_c": 0.5,
+    "cell_spread_v": 0.005,
+    "avg_cell_voltage_v": 0.005,
+    "avg_temp_c": 0.5,
     "voltage_v": 0.005,
     "temp_c": 0.5,
 }
@@ -565,24 +507,37 @@ def unit_topics(settings: MqttSettings, unit: str, cells: int) -> list[str]:
 #: The per-cell topics of a cell.
 CELL_KEYS = ("voltage_v", "temp_c", "balancing")
 
-#: The keys of a pack's state (a test checks them against ``pack_state``).
-PACK_KEYS = (
-    "stale", "comm_error", "data_age_s", "frames_received", "divergent", "charge_reported",
-    "discharge_reported", "charge_twin", "discharge_twin", "charge_effective",
-    "discharge_effective", "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
-    "cell_count", "capacity_wh", "soc_pct", "soc_calibrated", "soc_reported_pct",
-    "stored_energy_wh", "harvested_today_wh", "consumed_today_wh", "harvested_total_wh",
-    "consumed_total_wh",
+#: The readout fields of a pack's state JSON (the JSON key is the field's name).
+PACK_FIELDS = (
+    "stale", "comm_error", "data_age_s", "frames_received", "bytes_rejected", "divergent",
+    "charge_reported", "discharge_reported", "charge_twin", "discharge_twin",
+    "charge_effective", "discharge_effective",
+    "warning_e", "warning_vl", "warning_vh", "warning_tl", "warning_th",
+    "cell_count", "capacity_wh", "capacity_ah",
+    "soc_pct", "soc_calibrated", "soc_reported_pct", "stored_energy_wh",
+    "harvested_today_wh", "consumed_today_wh", "harvested_total_wh", "consumed_total_wh",
     "alarms", "early_warnings", "charge_voltage_limit_v", "charge_current_limit_a",
-    "discharge_current_limit_a", "discharge_voltage_limit_v", "pack_voltage_v",
-    "battery_current_a", "current1_a", "current2_a", "battery_power_w", "min_cell_voltage_v",
-    "min_cell", "max_cell_voltage_v", "max_cell", "min_temp_c", "min_temp_cell", "max_temp_c",
-    "max_temp_cell",
+    "discharge_current_limit_a", "discharge_voltage_limit_v",
+    "pack_voltage_v", "battery_current_a", "current1_a", "current2_a", "battery_power_w",
+    "charge_state", "min_cell_voltage_v", "min_cell_index", "max_cell_voltage_v",
+    "max_cell_index", "cell_spread_v", "avg_cell_voltage_v", "min_temp_c", "min_temp_index",
+    "max_temp_c", "max_temp_index", "avg_temp_c", "balancing_cells",
 )  # fmt: skip
-#: The keys of the fleet's state (a test checks them against ``fleet_state``).
-FLEET_KEYS = (
-    "stale", "complete", "charge_effective", "discharge_effective", "pack_count", "charge_twin",
-    "discharge_twin", "soc_pct", "stored_energy_wh", "capacity_wh", "pack_voltage_v",
-    "battery_current_a", "battery_power_w", "harvested_total_wh", "consumed_total_wh", "alarms",
-    "charge_voltage_limit_v", "charge_current_limit_a", "discharge_current_limit_a",
+#: The readout fields of the fleet's state JSON.
+FLEET_FIELDS = (
+    "stale", "complete", "pack_count", "charge_twin", "discharge_twin", "charge_effective",
+    "discharge_effective", "warning_e", "warning_vl", "warning_vh", "warning_tl",
+    "warning_th", "soc_pct", "soc_calibrated", "stored_energy_wh", "capacity_wh",
+    "capacity_ah", "harvested_today_wh", "consumed_today_wh", "harvested_total_wh",
+    "consumed_total_wh", "alarms", "early_warnings", "charge_voltage_limit_v",
+    "charge_current_limit_a", "discharge_current_limit_a", "discharge_voltage_limit_v",
+    "pack_voltage_v", "battery_current_a", "current1_a", "current2_a", "battery_power_w",
+    "charge_state", "min_cell_voltage_v", "min_cell_pack_id", "min_cell_index",
+    "max_cell_voltage_v", "max_cell_pack_id", "max_cell_index", "cell_spread_v",
+    "avg_cell_voltage_v", "min_temp_c", "min_temp_pack_id", "min_temp_index", "max_temp_c",
+    "max_temp_pack_id", "max_temp_index", "avg_temp_c",
 )  # fmt: skip
+#: Every key of a pack's state: the fields, then the aliases.
+PACK_KEYS = PACK_FIELDS + tuple(old for old, new in ALIASES.items() if new in PACK_FIELDS)
+#: Every key of the fleet's state.
+FLEET_KEYS = FLEET_FIELDS + tuple(old for old, new in ALIASES.items() if new in FLEET_FIELDS)

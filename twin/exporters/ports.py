@@ -1,7 +1,8 @@
 """What an exporter needs from the service, as Protocols (the service implements them).
 
-Exporters never import ``twin.app``: they are handed a ``StateFeed`` (the latest-value hub)
-and a ``SettingsPort`` (validated settings writes behind each pack's PIN guard).
+Exporters never import ``twin.app``: they are handed a ``StateFeed`` (the latest-value hub,
+holding each state's readout) and a ``SettingsPort`` (validated settings writes behind each
+pack's PIN guard); the service holds them as a list of ``Exporter``.
 """
 
 from __future__ import annotations
@@ -11,22 +12,34 @@ from typing import Protocol
 
 from twin.model.pin import PinGuard
 from twin.model.settings import BmsSettings
-from twin.protocol.shadow import FleetView, TwinState
+from twin.protocol.readout import FleetReadout, PackReadout
+
+
+class Exporter(Protocol):
+    """What the service runs and shows of each exporter."""
+
+    async def run(self) -> None:
+        """Serve until cancelled (failures are retried inside, with a backoff)."""
+        ...
+
+    def status(self) -> str:
+        """A few words for the status line."""
+        ...
 
 
 class StateFeed(Protocol):
-    """The newest state of every pack and of the fleet."""
+    """The newest readout of every pack and of the fleet (one per state, built once)."""
 
     pack_ids: tuple[str, ...]
-    fleet: FleetView
+    fleet: FleetReadout
     version: int
 
-    def latest(self, pack_id: str) -> TwinState | None:
-        """The newest snapshot of a pack; None before its first."""
+    def pack(self, pack_id: str) -> PackReadout | None:
+        """The newest readout of a pack; None before its first state."""
         ...
 
-    def states(self) -> Mapping[str, TwinState]:
-        """The newest snapshot of every pack that has one."""
+    def packs(self) -> Mapping[str, PackReadout]:
+        """The newest readout of every pack that has a state."""
         ...
 
     def published_at(self, pack_id: str) -> float | None:
