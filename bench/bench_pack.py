@@ -13,8 +13,8 @@ import argparse
 import math
 import time
 
-from twin.model.pack import Pack, PackSpec, board_currents_a
-from twin.model.sensor import CurrentSensor, SensorErrors, SensorWiring
+from twin.emulator.pack import Pack, PackSpec, board_currents_a
+from twin.emulator.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.settings import CurrentSensorSettings, Generation
 
 

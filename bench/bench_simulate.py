@@ -24,7 +24,7 @@ from pathlib import Path
 
 from twin.config import load_scenario
 from twin.emulator import Scenario, Simulation
-from twin.model.pack import PackSpec
+from twin.emulator.pack import PackSpec
 from twin.model.values import COMPILED
 
 SCENARIO = Path(__file__).resolve().parents[1] / "examples" / "scenarios" / "summer-day.toml"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from twin.config import parse_scenario
+from twin.config import load_scenario, parse_scenario
 from twin.emulator import Simulation
-from twin.emulator.simulation import BreakChain, ChangeSettings
+from twin.emulator.events import BreakChain, ChangeSettings
 from twin.errors import ConfigError
 
 TWIN = [sys.executable, "-m", "twin"]
@@ -115,15 +115,25 @@ def test_scenario_errors_name_the_field(
 ) -> None:
     (tmp_path / "load.csv").write_text("hour,power_w\n0,300\n", encoding="utf-8")
     text = SMALL.replace(*change)
+    (tmp_path / "s.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as error:
-        parse_scenario(text, "s.toml", tmp_path)
+        load_scenario(tmp_path / "s.toml")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
+def test_parse_scenario_takes_the_csv_as_text_and_reads_no_file() -> None:
+    # No file on disk: the CSV's text comes in with the scenario's (load_scenario reads both).
+    scenario = parse_scenario(SMALL, "s.toml", tables={"load.csv": "hour,power_w\n0,300\n"})
+    assert scenario.duration_s == 600.0
+    with pytest.raises(ConfigError, match="load.csv: 'load.csv': its text was not given"):
+        parse_scenario(SMALL, "s.toml")
+
+
 def test_a_scenario_file_becomes_timed_events(tmp_path: Path) -> None:
     (tmp_path / "load.csv").write_text("hour,power_w\n0,300\n", encoding="utf-8")
-    scenario = parse_scenario(SMALL, "s.toml", tmp_path)
+    (tmp_path / "s.toml").write_text(SMALL, encoding="utf-8")
+    scenario = load_scenario(tmp_path / "s.toml")
     assert scenario.settings.cell_count == 8
     assert scenario.duration_s == 600.0
     assert [e.at_s for e in scenario.events] == [300.0, 400.0]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from twin.emulator.chain import ChainSpec, EmulatedChain, SensorFault
+from twin.emulator.pack import Pack, PackSpec, Spread
+from twin.emulator.sensor import CurrentReading
 from twin.model.limits import LimitSettings
-from twin.model.pack import Pack, PackSpec, Spread
-from twin.model.sensor import CurrentReading
 from twin.model.settings import BmsSettings
 from twin.model.status import StatusFlag
 from twin.protocol.assembly import AssemblySettings, FrameAssembler, Status2Flag

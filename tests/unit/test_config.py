@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,14 @@ def cfg(extra: str = "", base: str = BASE) -> str:
 
 
 def error_of(text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "t.toml")
+    """The error of loading ``text`` as ``t.toml`` (the path ``twin run --config`` takes)."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        contextlib.chdir(folder),
+        pytest.raises(ConfigError) as info,
+    ):
+        Path("t.toml").write_text(text, encoding="utf-8")
+        load_config("t.toml")
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("t.toml: ")
@@ -368,4 +376,29 @@ def test_the_modbus_connection_limits() -> None:
     assert (config.modbus.max_connections, config.modbus.idle_timeout_s) == (8, 30.0)
     assert "modbus.max_connections: 0 is out of range" in error_of(
         cfg("[modbus]\nmax_connections = 0\n")
+    )
+
+
+def test_each_setting_has_one_default_and_no_copy_line() -> None:
+    # The schema takes the core's defaults; the core objects are filled from model_dump().
+    import dataclasses
+
+    from twin.config.pack import _BMS_AS_GIVEN
+    from twin.config.schema import LimitsModel, PackModel
+    from twin.model.limits import LimitSettings
+    from twin.model.settings import BmsSettings
+
+    core = LimitSettings()
+    assert set(LimitsModel.model_fields) == {f.name for f in dataclasses.fields(LimitSettings)}
+    for name, info in LimitsModel.model_fields.items():
+        assert info.default == getattr(core, name), name
+    bms = {f.name: f.default for f in dataclasses.fields(BmsSettings)}
+    for name in _BMS_AS_GIVEN:
+        default = PackModel.model_fields[name].default
+        assert bms[name] is dataclasses.MISSING or default == bms[name], name
+    (pack,) = load_config(None).packs
+    assert pack.limits == dataclasses.replace(
+        core,
+        max_charge_current_a=pack.limits.max_charge_current_a,
+        max_discharge_current_a=pack.limits.max_discharge_current_a,
     )

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from twin.model.pack import (
+from twin.emulator.pack import (
     OCV_TABLES,
     CellOverride,
     Pack,

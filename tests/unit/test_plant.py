@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.model.pack import Pack, PackSpec, Spread
-from twin.model.plant import (
+from twin.emulator.pack import Pack, PackSpec, Spread
+from twin.emulator.plant import (
     ChargePhase,
     Charger,
     ChargerSpec,

@@ -85,9 +85,9 @@ def test_the_same_pack_reads_the_same_ah_on_modbus_can_and_mqtt(
     # MQTT: the state JSON.
     mqtt_ah = mqtt_map.pack_state(packs["pack1"])["capacity_ah"]
     assert isinstance(mqtt_ah, float)
-    assert round(modbus_ah) == round(mqtt_ah) == info["CapacityAh"] == installed[
-        "InstalledCapacityAh"
-    ]
+    assert (
+        round(modbus_ah) == round(mqtt_ah) == info["CapacityAh"] == installed["InstalledCapacityAh"]
+    )
     assert round(mqtt_ah) == expected_ah
     assert mqtt_map.fleet_state(fleet)["capacity_ah"] == mqtt_ah
 

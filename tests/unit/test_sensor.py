@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import lfp_settings
+from twin.emulator.pack import Pack, PackSpec, Spread
+from twin.emulator.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.inputs import BmsInputs
 from twin.model.logic import BmsLogic
-from twin.model.pack import Pack, PackSpec, Spread
-from twin.model.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.settings import CurrentSensorSettings, SensorKind
 
 

@@ -7,20 +7,20 @@ import dataclasses
 import pytest
 
 from twin.emulator import Scenario, Simulation, TimedEvent
-from twin.emulator.simulation import (
+from twin.emulator.events import (
     BypassLoad,
     Calibrate,
     ChangeSettings,
     LeakyCell,
     SensorFaultEvent,
-    SensorSetup,
     WeakCell,
     WireNoise,
     apply_changes,
 )
-from twin.model.pack import PackSpec, Spread
-from twin.model.plant import LoadSpec, PlantSpec, SolarSpec
-from twin.model.sensor import SensorErrors
+from twin.emulator.pack import PackSpec, Spread
+from twin.emulator.plant import LoadSpec, PlantSpec, SolarSpec
+from twin.emulator.sensor import SensorErrors
+from twin.emulator.simulation import SensorSetup
 from twin.model.settings import BmsSettings
 
 SETTINGS = BmsSettings(cell_count=8, vmin_v=2.9, vbalance_v=3.4, vmax_v=3.7, capacity_wh=7168)

@@ -6,6 +6,7 @@ It builds on ``twin.model`` (pack physics, sensors, plant, the BMS logic) and ``
 """
 
 from twin.emulator.chain import ChainSpec, EmulatedChain, SensorFault
+from twin.emulator.events import EVENT_KINDS, TimedEvent
 from twin.emulator.simulation import (
     COLUMNS,
     Ambient,
@@ -14,11 +15,11 @@ from twin.emulator.simulation import (
     SimResult,
     Simulation,
     Summary,
-    TimedEvent,
 )
 
 __all__ = [
     "COLUMNS",
+    "EVENT_KINDS",
     "Ambient",
     "ChainSpec",
     "EmulatedChain",

@@ -26,11 +26,11 @@ from enum import Enum
 
 import numpy as np
 
+from twin.emulator.pack import Pack
+from twin.emulator.sensor import CurrentReading
 from twin.model.inputs import BmsInputs
 from twin.model.limits import LimitFlag, LimitSettings
 from twin.model.logic import BmsLogic, LogicState, PackState
-from twin.model.pack import Pack
-from twin.model.sensor import CurrentReading
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
 from twin.model.status import StatusFlag

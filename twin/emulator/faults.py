@@ -12,91 +12,22 @@ the parameter; the caller passes the emulated time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from twin.emulator.chain import SensorFault
-from twin.emulator.simulation import (
-    Action,
-    BreakChain,
+from twin.emulator.events import (
+    EVENT_KINDS,
+    SENSOR_CHANGES,
     BypassLoad,
-    DeadTemperatureSensor,
-    LeakyCell,
-    SensorFaultEvent,
-    WeakCell,
-    WireNoise,
-    World,
+    EventKind,
+    build_action,
+    check_integer,
+    check_parameter,
 )
+from twin.emulator.simulation import World
 
 Params = Mapping[str, object]
 
-
-@dataclass(frozen=True, slots=True)
-class FaultKind:
-    """One fault: its parameters (name -> default; None = required) and what it does."""
-
-    name: str
-    params: tuple[tuple[str, object], ...]
-    description: str
-
-
-#: The faults, by name (the scenario file's event kinds).
-FAULTS: dict[str, FaultKind] = {
-    kind.name: kind
-    for kind in (
-        FaultKind(
-            "break-chain",
-            (("after_board", 1),),
-            "the link after board after_board breaks: no frame, E after the watchdog",
-        ),
-        FaultKind(
-            "dead-temperature-sensor",
-            (("board", 1), ("fault", "open")),
-            "board's sensor reads -40 C (open: Tl) or 85 C (shorted: Th)",
-        ),
-        FaultKind(
-            "wire-noise",
-            (("probability", None),),
-            "each frame gets one bit flipped with this probability (0..1)",
-        ),
-        FaultKind(
-            "bypass-load",
-            (("power_w", None),),
-            "a load wired around the current sensors (SOC drifts)",
-        ),
-        FaultKind(
-            "sensor-fault",
-            (
-                ("sensor", 1),
-                ("offset_a", None),
-                ("drift_a_per_day", None),
-                ("gain_error", None),
-                ("reversed", None),
-            ),
-            "current sensor 1 or 2: offset, drift, gain error or reversed wiring",
-        ),
-        FaultKind(
-            "weak-cell",
-            (("cell", None), ("capacity_ah", None)),
-            "cell fades to capacity_ah",
-        ),
-        FaultKind(
-            "leaky-cell",
-            (("cell", None), ("pct_per_month", None)),
-            "cell self-discharges at pct_per_month",
-        ),
-    )
-}
-
-#: The parameter that picks one of several faults of a kind (clear one, or all without it).
-_TARGETS = {
-    "dead-temperature-sensor": "board",
-    "sensor-fault": "sensor",
-    "weak-cell": "cell",
-    "leaky-cell": "cell",
-}
-
-#: Optional parameters of ``sensor-fault`` (at least one of them is given).
-_SENSOR_CHANGES = ("offset_a", "drift_a_per_day", "gain_error", "reversed")
+#: The faults, by name: the event kinds that can be injected into a live pack.
+FAULTS: dict[str, EventKind] = {name: kind for name, kind in EVENT_KINDS.items() if kind.live}
 
 
 class FaultPanel:
@@ -119,7 +50,7 @@ class FaultPanel:
         """Inject fault ``name``; returns its parameters. ``ValueError`` names a bad one."""
         kind = _kind(name)
         values = _parameters(kind, params, self.world)
-        self.world.apply(_action(kind.name, values), now_s)
+        self.world.apply(build_action(kind.name, values), now_s)
         key = _key(kind.name, values)
         self._active[key] = values
         return values
@@ -130,13 +61,13 @@ class FaultPanel:
         Returns the keys of the faults cleared (possibly none: clearing twice is harmless).
         """
         kind = _kind(name)
-        target_name = _TARGETS.get(kind.name)
+        target_name = kind.target
         unknown = sorted(set(params) - {target_name})
         if unknown:
             raise ValueError(f"{unknown[0]}: not a parameter of clearing {kind.name}")
         target = None
         if target_name is not None and params.get(target_name) is not None:
-            target = _integer(target_name, params[target_name], 1, self._upper(target_name))
+            target = check_integer(target_name, params[target_name], 1, self._upper(target_name))
         cleared = [
             key
             for key, values in self._active.items()
@@ -173,7 +104,7 @@ class FaultPanel:
         return self.world.pack.cell_count
 
 
-def _kind(name: str) -> FaultKind:
+def _kind(name: str) -> EventKind:
     kind = FAULTS.get(name.replace("_", "-"))
     if kind is None:
         raise ValueError(f"no fault {name!r} (one of {', '.join(FAULTS)})")
@@ -188,97 +119,33 @@ def _key(name: str, values: Mapping[str, object]) -> str:
     return name
 
 
-def _parameters(kind: FaultKind, params: Params, world: World) -> dict[str, object]:
+#: Live defaults where a scenario event would need the parameter: the first board or sensor.
+_LIVE_DEFAULTS = {"after_board": 1, "board": 1, "sensor": 1}
+
+
+def _parameters(kind: EventKind, params: Params, world: World) -> dict[str, object]:
     """The parameters with their defaults, checked against the pack's size and ranges."""
-    allowed = dict(kind.params)
-    unknown = sorted(set(params) - set(allowed))
+    defaults: dict[str, object] = {name: _LIVE_DEFAULTS.get(name) for name in kind.required}
+    defaults.update(kind.optional)
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ValueError(
-            f"{unknown[0]}: not a parameter of {kind.name} (it takes {', '.join(allowed)})"
+            f"{unknown[0]}: not a parameter of {kind.name} (it takes {', '.join(defaults)})"
         )
-    cells = world.pack.cell_count
+    cells, sensors = world.pack.cell_count, len(world.wiring.sensors)
     values: dict[str, object] = {}
-    for name, default in kind.params:
+    for name, default in defaults.items():
         value = params.get(name, default)
         if value is None:
-            if kind.name == "sensor-fault":
-                continue
-            raise ValueError(f"{name}: missing ({kind.name} needs it)")
-        values[name] = _checked(name, value, cells, len(world.wiring.sensors))
-    if kind.name == "sensor-fault" and not any(k in values for k in _SENSOR_CHANGES):
-        raise ValueError(f"sensor-fault: give at least one of {', '.join(_SENSOR_CHANGES)}")
+            if name in kind.required:
+                raise ValueError(f"{name}: missing ({kind.name} needs it)")
+            continue
+        values[name] = check_parameter(name, value, cells, sensors)
+    if kind.name == "sensor-fault" and not any(k in values for k in SENSOR_CHANGES):
+        raise ValueError(f"sensor-fault: give at least one of {', '.join(SENSOR_CHANGES)}")
     return values
-
-
-def _checked(name: str, value: object, cells: int, sensors: int) -> object:
-    """One parameter, checked (the same ranges as a scenario file's events)."""
-    if name == "after_board":
-        return _integer(name, value, 1, cells - 1)
-    if name in ("board", "cell"):
-        return _integer(name, value, 1, cells)
-    if name == "sensor":
-        return _integer(name, value, 1, sensors)
-    if name == "fault":
-        if value not in ("open", "shorted"):
-            raise ValueError(f"fault: {value!r} is not 'open' or 'shorted'")
-        return value
-    if name == "reversed":
-        if not isinstance(value, bool):
-            raise ValueError(f"reversed: {value!r} is not true or false")
-        return value
-    low, high = {
-        "probability": (0.0, 1.0),
-        "power_w": (0.0, 1_000_000.0),
-        "offset_a": (-50.0, 50.0),
-        "drift_a_per_day": (-50.0, 50.0),
-        "gain_error": (-0.5, 0.5),
-        "capacity_ah": (0.001, 100_000.0),
-        "pct_per_month": (0.0, 100.0),
-    }[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: {value!r} is not a number")
-    if not low <= float(value) <= high:
-        raise ValueError(f"{name}: {value} is out of range ({low:g}..{high:g})")
-    return float(value)
-
-
-def _integer(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: {value!r} is not a whole number")
-    if not low <= value <= high:
-        raise ValueError(f"{name}: {value} is out of range ({low}..{high})")
-    return value
 
 
 def _as_int(value: object) -> int:
     assert isinstance(value, int)
     return value
-
-
-def _float_or_none(values: Mapping[str, object], name: str) -> float | None:
-    value = values.get(name)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _action(name: str, values: Mapping[str, object]) -> Action:
-    """The scenario event that injects the fault."""
-    if name == "break-chain":
-        return BreakChain(_as_int(values["after_board"]))
-    if name == "dead-temperature-sensor":
-        return DeadTemperatureSensor(_as_int(values["board"]), SensorFault(values["fault"]))
-    if name == "wire-noise":
-        return WireNoise(_float_or_none(values, "probability") or 0.0)
-    if name == "bypass-load":
-        return BypassLoad(_float_or_none(values, "power_w") or 0.0)
-    if name == "sensor-fault":
-        reversed_wiring = values.get("reversed")
-        return SensorFaultEvent(
-            _as_int(values["sensor"]),
-            offset_a=_float_or_none(values, "offset_a"),
-            drift_a_per_day=_float_or_none(values, "drift_a_per_day"),
-            gain_error=_float_or_none(values, "gain_error"),
-            reversed_wiring=reversed_wiring if isinstance(reversed_wiring, bool) else None,
-        )
-    if name == "weak-cell":
-        return WeakCell(_as_int(values["cell"]), _float_or_none(values, "capacity_ah") or 1.0)
-    return LeakyCell(_as_int(values["cell"]), _float_or_none(values, "pct_per_month") or 0.0)

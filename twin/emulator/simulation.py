@@ -25,119 +25,32 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from twin.emulator.chain import ChainSpec, EmulatedChain, SensorFault
+from twin.emulator.chain import ChainSpec, EmulatedChain
+from twin.emulator.events import (
+    Action,
+    BreakChain,
+    BypassLoad,
+    Calibrate,
+    ChangeSettings,
+    DeadTemperatureSensor,
+    LeakyCell,
+    RepairChain,
+    SensorFaultEvent,
+    TimedEvent,
+    WeakCell,
+    WireNoise,
+    apply_changes,
+)
+from twin.emulator.pack import Pack, PackSpec, board_currents_a
+from twin.emulator.plant import Plant, PlantSpec
+from twin.emulator.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.limits import LimitSettings
 from twin.model.logic import SECONDS_PER_DAY, BmsLogic, LogicState, PackState
-from twin.model.pack import Pack, PackSpec, board_currents_a
-from twin.model.plant import Plant, PlantSpec
 from twin.model.relays import Condition, RelayDecision
-from twin.model.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
 from twin.protocol.assembly import AssemblySettings, FrameAssembler
 from twin.protocol.stream import FrameReceived, StreamDecoder
-
-# ---- timed events ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BreakChain:
-    """The link after board ``after_board`` breaks (a connector falls out)."""
-
-    after_board: int
-
-
-@dataclass(frozen=True, slots=True)
-class RepairChain:
-    """The broken link is plugged back in."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadTemperatureSensor:
-    """Board ``board``'s temperature sensor fails."""
-
-    board: int
-    fault: SensorFault = SensorFault.OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class WeakCell:
-    """Cell ``cell`` fades to ``capacity_ah``."""
-
-    cell: int
-    capacity_ah: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeakyCell:
-    """Cell ``cell`` starts to self-discharge at ``pct_per_month``."""
-
-    cell: int
-    pct_per_month: float
-
-
-@dataclass(frozen=True, slots=True)
-class SensorFaultEvent:
-    """Current sensor ``sensor`` (1 or 2) changes: offset, drift, gain or wiring direction."""
-
-    sensor: int
-    offset_a: float | None = None
-    drift_a_per_day: float | None = None
-    gain_error: float | None = None
-    reversed_wiring: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WireNoise:
-    """From now on each frame is corrupted (one bit flipped) with ``probability``."""
-
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class BypassLoad:
-    """A load of ``power_w`` wired around the current sensors (0 removes it)."""
-
-    power_w: float
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeSettings:
-    """New BMS settings from the app, e.g. ``(("charge_restart_pct", 95.0),)``.
-
-    ``target`` says whose settings change: the BMS (End board), the twin, or both.
-    """
-
-    changes: tuple[tuple[str, float | bool | str], ...]
-    target: str = "both"
-
-
-@dataclass(frozen=True, slots=True)
-class Calibrate:
-    """Zero calibration of the current sensors, whatever current flows at that moment."""
-
-
-Action = (
-    BreakChain
-    | RepairChain
-    | DeadTemperatureSensor
-    | WeakCell
-    | LeakyCell
-    | SensorFaultEvent
-    | WireNoise
-    | BypassLoad
-    | ChangeSettings
-    | Calibrate
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TimedEvent:
-    """``action`` happens ``at_s`` seconds into the run."""
-
-    at_s: float
-    action: Action
-
 
 # ---- the scenario ------------------------------------------------------------------------
 
@@ -740,30 +653,3 @@ def _flip_bit(data: bytes, rng: np.random.Generator) -> bytes:
     position = int(rng.integers(len(out)))
     out[position] ^= 1 << int(rng.integers(8))
     return bytes(out)
-
-
-def apply_changes(
-    settings: BmsSettings, changes: tuple[tuple[str, float | bool | str], ...]
-) -> BmsSettings:
-    """``settings`` with ``changes`` applied; ``ValueError`` names an unknown or bad field."""
-    allowed = {
-        "vmin_v",
-        "vbalance_v",
-        "vmax_v",
-        "tmin_c",
-        "tmax_c",
-        "charge_restart_pct",
-        "discharge_restart_pct",
-        "capacity_wh",
-        "charge_efficiency_pct",
-        "empty_recalibration_s",
-    }
-    values: dict[str, object] = {}
-    for name, value in changes:
-        if name not in allowed:
-            raise ValueError(
-                f"setting {name!r} cannot change during a run "
-                f"(allowed: {', '.join(sorted(allowed))})"
-            )
-        values[name] = value
-    return replace(settings, **values)  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
-"""The functional core: the BMS logic and (later) the pack physics.
+"""The functional core: the BMS logic alone (the emulated pack lives in ``twin.emulator``).
 
-Standard library and numpy only: no I/O, no clock, no asyncio, no logging, and no other
+Standard library only: no I/O, no clock, no asyncio, no logging, and no other
 ``twin`` package (tests/unit/test_architecture.py keeps this true). Time comes in as ``now_s``;
 problems go out as values.
 """

@@ -30,8 +30,8 @@ from typing import ClassVar, Final
 
 import numpy as np
 
+from twin.emulator.pack import FloatArray
 from twin.model.logic import SECONDS_PER_DAY
-from twin.model.pack import FloatArray
 from twin.model.values import Value
 
 # ---- sun -----------------------------------------------------------------------------------
