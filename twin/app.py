@@ -33,7 +33,7 @@ from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
 from twin.emulator.faults import FaultPanel
 from twin.emulator.simulation import World
-from twin.errors import SourceError
+from twin.errors import SourceError, StoreError
 from twin.exporters.canbus import CanExporter
 from twin.exporters.modbus import ModbusExporter
 from twin.exporters.mqtt import MqttExporter
@@ -48,7 +48,7 @@ from twin.sources.base import ByteSource
 from twin.sources.capture import ReplaySource
 from twin.sources.emulator import EmulatorSource
 from twin.sources.serial import SerialSource
-from twin.store import PackMemory, StateStore, StoreError
+from twin.store import PackMemory, StateStore
 
 log = logging.getLogger("twin")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from twin.errors import TwinError
+from twin.errors import StoreError
 from twin.model.energy import EnergyCounters
 from twin.model.settings import WRITABLE_SETTINGS, writable_value_problem
 from twin.model.soc import SocState
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 #: The file format; a file with another number is kept aside like a corrupt one.
 STATE_FORMAT = 1
-
-
-class StoreError(TwinError):
-    """The state file cannot be written (the twin keeps running and retries next interval)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.frames import GOLDEN_LFP, frame_stream
-from twin.errors import SourceError
+from twin.errors import PipeClosedError, SourceError
 from twin.protocol.stream import FrameReceived, RejectReason, StreamDecoder
 from twin.sources.base import Chunk
 from twin.sources.capture import MAGIC, CaptureReader, CaptureWriter, ReplaySource
-from twin.sources.pipe import BytePipe, PipeClosedError
+from twin.sources.pipe import BytePipe
 
 
 def write_capture(path: Path, chunks: list[Chunk]) -> None:

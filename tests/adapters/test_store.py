@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from twin.errors import StoreError
 from twin.model.energy import EnergyCounters
 from twin.model.soc import SocState
-from twin.store import PackMemory, StateStore, StoreError
+from twin.store import PackMemory, StateStore
 
 MEMORY = PackMemory(
     soc=SocState(62.5, calibrated=True, time_since_full_s=3600.0, below_vmin_since_s=None),

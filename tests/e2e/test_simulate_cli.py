@@ -126,7 +126,7 @@ def test_parse_scenario_takes_the_csv_as_text_and_reads_no_file() -> None:
     # No file on disk: the CSV's text comes in with the scenario's (load_scenario reads both).
     scenario = parse_scenario(SMALL, "s.toml", tables={"load.csv": "hour,power_w\n0,300\n"})
     assert scenario.duration_s == 600.0
-    with pytest.raises(ConfigError, match="load.csv: 'load.csv': its text was not given"):
+    with pytest.raises(ConfigError, match=r"load\.csv: 'load\.csv': its text was not given"):
         parse_scenario(SMALL, "s.toml")
 
 

@@ -11,12 +11,12 @@ import pytest
 from tests.factories import lfp_settings, readouts
 from tests.frames import sample_frame
 from twin.config import load_register_maps
+from twin.errors import WriteError
 from twin.exporters.modbus_map import (
     VALUE_KEYS,
     RegType,
     UnitInfo,
     UnitLayout,
-    WriteError,
     decode_write,
     encode_into,
     encode_string,

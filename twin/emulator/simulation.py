@@ -45,12 +45,12 @@ from twin.emulator.pack import Pack, PackSpec, board_currents_a
 from twin.emulator.plant import Plant, PlantSpec
 from twin.emulator.sensor import CurrentSensor, SensorErrors, SensorWiring
 from twin.model.limits import LimitSettings
-from twin.model.logic import SECONDS_PER_DAY, BmsLogic, LogicState, PackState
+from twin.model.logic import SECONDS_PER_DAY, LogicState, PackState
 from twin.model.relays import Condition, RelayDecision
 from twin.model.settings import BmsSettings
 from twin.model.soc import SocState
-from twin.protocol.assembly import AssemblySettings, FrameAssembler
-from twin.protocol.stream import FrameReceived, StreamDecoder
+from twin.protocol.assembly import AssemblySettings
+from twin.protocol.shadow import PackShadow
 
 # ---- the scenario ------------------------------------------------------------------------
 
@@ -216,6 +216,10 @@ class Summary:
     first_comm_error_s: float | None
     full_recalibrations: int
     """Times the BMS set SOC to 100 % (all cells at V-balance)."""
+    shadow_divergent_s: float = 0.0
+    """Time the twin's shadowing rule flagged a divergence: the relay bits the BMS reported
+    in its frames disagreed with the twin's own decision for longer than one message cycle
+    (the alarm production raises)."""
 
     def lines(self) -> list[str]:
         """The summary as text, one figure per line."""
@@ -224,7 +228,8 @@ class Summary:
             f"duration        {self.duration_s / 3600:.2f} h in {self.steps:,} steps",
             f"relay toggles   BMS charge {self.bms_charge_toggles}, load {self.bms_load_toggles}"
             f"; twin charge {self.twin_charge_toggles}, load {self.twin_load_toggles}"
-            f"; disagreeing {self.divergent_s:.0f} s",
+            f"; disagreeing {self.divergent_s:.0f} s (divergence alarm "
+            f"{self.shadow_divergent_s:.0f} s)",
             f"energy          in {self.energy_in_wh / 1000:.2f} kWh, out "
             f"{self.energy_out_wh / 1000:.2f} kWh (BMS counted in "
             f"{self.bms_harvested_wh / 1000:.2f}, out {self.bms_consumed_wh / 1000:.2f})",
@@ -418,23 +423,26 @@ class Simulation(World):
         s = scenario
         settings = s.settings
         fmt = s.chain.frame_format
-        self.decoder = StreamDecoder(fmt)
-        self.assembler = FrameAssembler(
-            AssemblySettings(
+        # The twin's end of the wire is production's: a PackShadow (decoder, assembler, the
+        # twin's BmsLogic and the shadowing rule), fed the End board's bytes.
+        self.shadow = PackShadow(
+            "scenario",
+            settings,
+            s.limits,
+            fmt=fmt,
+            assembly=AssemblySettings(
                 frame_period_s=settings.message_period_s,
                 stale_after_s=s.twin_stale_after_s,
                 layout=fmt.layout,
-            )
-        )
-        self.twin = BmsLogic(
-            settings, s.limits, LogicState(soc=SocState(soc_pct=self.initial_bms_soc_pct))
+            ),
+            state=LogicState(soc=SocState(soc_pct=self.initial_bms_soc_pct)),
         )
         self.twin_state: PackState | None = None
         self.changes: list[RelayChange] = []
 
     def change_twin_settings(self, changes: tuple[tuple[str, float | bool | str], ...]) -> None:
         """Settings changed at the twin's end of the wire."""
-        self.twin.update_settings(apply_changes(self.twin.settings, changes))
+        self.shadow.update_settings(apply_changes(self.shadow.settings, changes))
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -459,7 +467,8 @@ class Simulation(World):
         temps_of: npt.NDArray[np.float64] | None = None
         hottest_cell = hottest_board = math.nan
         pack, chain, plant, wiring = self.pack, self.chain, self.plant, self.wiring
-        decoder, assembler, twin = self.decoder, self.assembler, self.twin
+        shadow = self.shadow
+        rejected = shadow.rejected
         ambient = s.ambient
         events = sorted(s.events, key=lambda e: e.at_s)
         next_event = 0
@@ -472,6 +481,7 @@ class Simulation(World):
         bms_load = chain.discharge_allowed
         twin_charge = twin_load = False
         divergent = 0
+        shadow_divergent = 0
         first_e: float | None = None
         recalibrations = 0
         was_full = False
@@ -510,20 +520,22 @@ class Simulation(World):
                     reading, now, day, (int(clock_s // 3600), int(clock_s % 3600 // 60))
                 )
                 bms_state = chain.state
-                got_frame = False
-                if wire is not None:
-                    if self.noise_probability and noise_rng.random() < self.noise_probability:
-                        wire = _flip_bit(wire, noise_rng)
-                    for event in decoder.feed(wire, now):
-                        if isinstance(event, FrameReceived):
-                            assembler.add(event.frame, now)
-                            got_frame = True
-                if got_frame or assembler.comm_lost(now):
-                    inputs = assembler.inputs(now)
-                    if inputs is not None:
-                        twin_state = twin.step(inputs, now, day)
-                        if inputs.comm_error and first_e is None:
-                            first_e = now - start_s
+                if (
+                    wire is not None
+                    and self.noise_probability
+                    and noise_rng.random() < self.noise_probability
+                ):
+                    wire = _flip_bit(wire, noise_rng)
+                stepped = shadow.receive(wire, now, day)
+                if rejected:
+                    rejected.clear()  # counted by the decoder; the runs are not kept
+                if stepped is not twin_state:
+                    twin_state = stepped
+                    comm_error = twin_state is not None and twin_state.inputs.comm_error
+                    if comm_error and first_e is None:
+                        first_e = now - start_s
+                if shadow.divergent:
+                    shadow_divergent += 1
                 # Relay changes, BMS and twin.
                 if bms_state is not None:
                     if bms_state.charge.allowed != bms_charge:
@@ -627,8 +639,9 @@ class Simulation(World):
             cell_temp_max_c=float(data[:, column["cell_temp_max_c"]].max()) if row else math.nan,
             board_temp_max_c=float(data[:, column["board_temp_max_c"]].max()) if row else math.nan,
             frames_sent=chain.frames_sent,
-            frames_decoded=decoder.frames_decoded,
-            bytes_rejected=decoder.bytes_rejected,
+            frames_decoded=shadow.decoder.frames_decoded,
+            bytes_rejected=shadow.decoder.bytes_rejected,
+            shadow_divergent_s=shadow_divergent * dt * frame_every,
             first_comm_error_s=first_e,
             full_recalibrations=recalibrations,
         )

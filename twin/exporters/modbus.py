@@ -28,13 +28,12 @@ from pymodbus.constants import ExcCodes
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simdevice import SimAction
 
-from twin.errors import StartupError
+from twin.errors import StartupError, WriteError
 from twin.exporters.modbus_map import (
     ModbusSettings,
     RegisterMaps,
     UnitInfo,
     UnitLayout,
-    WriteError,
     decode_write,
     encode_into,
     fleet_values,

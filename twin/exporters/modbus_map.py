@@ -21,6 +21,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
+from twin.errors import WriteError
 from twin.model.limits import LimitFlag
 from twin.model.settings import WRITABLE_SETTINGS
 from twin.model.status import StatusFlag
@@ -415,10 +416,6 @@ def encode_into(
 
 
 # ---- decoding writes ---------------------------------------------------------------------
-
-
-class WriteError(ValueError):
-    """A write that cannot be taken: the message says why (logged); the client sees 0x03."""
 
 
 def decode_write(layout: UnitLayout, address: int, words: Sequence[int]) -> dict[str, float]:

@@ -34,11 +34,11 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from twin.errors import CommandError
 from twin.exporters.mqtt_map import (
     CELL_KEYS,
     FLEET_UNIT,
     Command,
-    CommandError,
     JsonValue,
     MqttSettings,
     cell_values,

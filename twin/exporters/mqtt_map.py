@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from twin.errors import CommandError
 from twin.model.limits import LimitFlag
 from twin.protocol.readout import ChargeState, FleetReadout, PackReadout
 
@@ -349,10 +350,6 @@ def _template(entity: Entity) -> str:
 
 #: The largest command payload read (anything longer is refused unread).
 MAX_COMMAND_BYTES = 4096
-
-
-class CommandError(ValueError):
-    """A command that cannot be carried out; the message goes to the result topic."""
 
 
 @dataclass(frozen=True, slots=True)

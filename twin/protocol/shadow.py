@@ -153,7 +153,11 @@ class PackShadow:
         self._sequence = 0
         self._pack_state: PackState | None = None
         self._reported: tuple[bool, bool] | None = None
+        self._reported_soc: int | None = None
         self._diverging_since_s: float | None = None
+        self.divergent = False
+        """Reported and twin relays have disagreed for longer than one message cycle."""
+        self._stale = True
         self._stale_stepped_s: float | None = None
 
     @property
@@ -172,16 +176,10 @@ class PackShadow:
 
     def feed(self, data: bytes, now_s: float, local_day: int) -> TwinState | None:
         """Bytes received at ``now_s``; a new state when they completed at least one frame."""
-        got_frame = False
-        for event in self.decoder.feed(data, now_s):
-            if isinstance(event, FrameReceived):
-                self.assembler.add(event.frame, now_s)
-                got_frame = True
-            else:
-                self.rejected.append(event)
-        if not got_frame:
+        if not self._decode(data, now_s):
             return None
-        return self._cycle(now_s, local_day)
+        self._step(now_s, local_day)
+        return self.snapshot(now_s)
 
     def tick(self, now_s: float, local_day: int) -> TwinState | None:
         """The watchdog at ``now_s``: a new (stale) state once per second while no frame comes."""
@@ -191,59 +189,92 @@ class PackShadow:
         if last is not None and now_s - last < 1.0:
             return None
         self._stale_stepped_s = now_s
-        return self._cycle(now_s, local_day)
+        self._step(now_s, local_day)
+        return self.snapshot(now_s)
 
-    def _cycle(self, now_s: float, local_day: int) -> TwinState:
+    def receive(self, data: bytes | None, now_s: float, local_day: int) -> PackState | None:
+        """The closed loop's receiving end: ``feed`` and ``tick`` without the snapshot.
+
+        ``Simulation`` calls it once per message cycle with the cycle's bytes (None when the
+        End board sent nothing): the logic runs on a new frame, and on every call while the
+        link is lost; the shadowing rule (reported relays, divergence) runs as in
+        production. Building the frozen ``TwinState`` (the cell table's snapshot included)
+        is left to ``snapshot``, when one is wanted: the loop needs only the logic's state.
+        """
+        if data is not None and self._decode(data, now_s):
+            self._step(now_s, local_day, False)  # a frame just arrived: the link is up
+        elif self.assembler.comm_lost(now_s):
+            self._step(now_s, local_day, True)
+        return self._pack_state
+
+    def _decode(self, data: bytes, now_s: float) -> bool:
+        got_frame = False
+        for event in self.decoder.feed(data, now_s):
+            if isinstance(event, FrameReceived):
+                self.assembler.add(event.frame, now_s)
+                got_frame = True
+            else:
+                self.rejected.append(event)
+        return got_frame
+
+    def _step(self, now_s: float, local_day: int, stale: bool | None = None) -> None:
+        """One cycle of the twin's logic and of the shadowing rule at ``now_s``.
+
+        ``stale``: whether the link is lost, when the caller knows (the closed loop's hot path
+        saves asking the assembler again).
+        """
         assembler = self.assembler
-        stale = assembler.comm_lost(now_s)
+        if stale is None:
+            stale = assembler.comm_lost(now_s)
         inputs = assembler.inputs(now_s)
-        latest = assembler.latest_frame
-        reported_soc = None if latest is None or stale else latest.soc_pct
+        latest = None if stale else assembler.latest_frame
         relay_soc = None
-        if self.follow_reported_soc and latest is not None and reported_soc is not None:
-            relay_soc = self._relay_soc(
-                reported_soc, (latest.allowed_to_charge, latest.allowed_to_discharge), inputs
-            )
-        if inputs is not None:
-            self._pack_state = self.logic.step(inputs, now_s, local_day, relay_soc)
-        observation = assembler.observe(now_s)
-        frame = observation.frame
-        reported = (
-            None
-            if frame is None or stale
-            else (
-                frame.allowed_to_charge,
-                frame.allowed_to_discharge,
-            )
-        )
+        if latest is None:
+            reported_soc = None
+            reported = None
+        else:
+            reported_soc = latest.soc_pct
+            reported = (latest.allowed_to_charge, latest.allowed_to_discharge)
+            if self.follow_reported_soc:
+                relay_soc = self._relay_soc(reported_soc, reported, inputs)
         pack_state = self._pack_state
-        twin = (
-            (pack_state.charge_allowed, pack_state.discharge_allowed)
-            if pack_state is not None
-            else (False, False)
-        )
-        if reported is not None and reported != twin:
-            if self._diverging_since_s is None:
-                self._diverging_since_s = now_s
+        if inputs is not None:
+            pack_state = self._pack_state = self.logic.step(inputs, now_s, local_day, relay_soc)
+        if reported is not None and (
+            (reported[0], reported[1]) != (False, False)
+            if pack_state is None
+            else reported[0] != pack_state.charge_allowed
+            or reported[1] != pack_state.discharge_allowed
+        ):
+            since = self._diverging_since_s
+            if since is None:
+                self._diverging_since_s = since = now_s
+            self.divergent = now_s - since > assembler.settings.frame_period_s
         else:
             self._diverging_since_s = None
-        since = self._diverging_since_s
-        divergent = since is not None and now_s - since > assembler.settings.frame_period_s
+            self.divergent = False
+        self._stale = stale
+        self._reported = reported
+        self._reported_soc = reported_soc
+
+    def snapshot(self, now_s: float) -> TwinState:
+        """The frozen state after the last cycle, its cell table observed at ``now_s``."""
+        reported = self._reported
         self._sequence += 1
         state = TwinState(
             pack_id=self.pack_id,
             now_s=now_s,
             sequence=self._sequence,
             settings=self.logic.settings,
-            observation=observation,
-            logic=pack_state,
+            observation=self.assembler.observe(now_s),
+            logic=self._pack_state,
             reported_charge=None if reported is None else reported[0],
             reported_discharge=None if reported is None else reported[1],
-            divergent=divergent,
-            stale=stale,
+            divergent=self.divergent,
+            stale=self._stale,
             bytes_rejected=self.decoder.bytes_rejected,
-            frames_received=assembler.frames_received,
-            reported_soc_pct=reported_soc,
+            frames_received=self.assembler.frames_received,
+            reported_soc_pct=self._reported_soc,
         )
         self.state = state
         return state

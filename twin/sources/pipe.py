@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from twin.errors import PipeClosedError
 from twin.sources.base import Chunk
-
-
-class PipeClosedError(RuntimeError):
-    """A write after ``close``."""
 
 
 class BytePipe:
