@@ -44,6 +44,7 @@ from twin.model.settings import BmsSettings, with_settings, writable_values
 from twin.model.status import StatusFlag
 from twin.protocol.readout import PackReadout, fleet_readout, pack_readout
 from twin.protocol.shadow import PackShadow, TwinState, fleet_view
+from twin.retry import Backoff
 from twin.sources.base import ByteSource
 from twin.sources.capture import ReplaySource
 from twin.sources.emulator import EmulatorSource
@@ -261,7 +262,7 @@ class PackRuntime:
     async def run_source(self, hub: StateHub) -> None:
         """Feed the shadow from the source for ever, restarting a source that fails or ends."""
         loop = asyncio.get_running_loop()
-        backoff_s = SOURCE_RETRY_MIN_S
+        backoff = Backoff(SOURCE_RETRY_MIN_S, SOURCE_RETRY_MAX_S)
         while True:
             try:
                 async for chunk in self.source.chunks():
@@ -274,15 +275,14 @@ class PackRuntime:
                     if state is not None:
                         self._log_transition(state)
                         hub.publish(state)
-                    backoff_s = SOURCE_RETRY_MIN_S
+                    backoff.reset()
                 log.warning("%s: source %s ended", self.pack_id, self.source.name)
                 if self.config.source.kind is SourceKind.REPLAY:
                     return  # a replay that ended stays ended; the watchdog reports it stale
             except (SourceError, OSError, ValueError) as exc:
                 self.source_failures += 1
                 log.error("%s: source %s failed: %s", self.pack_id, self.source.name, exc)
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, SOURCE_RETRY_MAX_S)
+            await backoff.wait()
 
     async def run_watchdog(self, hub: StateHub) -> None:
         """Mark the pack stale when its frames stop (checked every WATCHDOG_INTERVAL_S)."""
@@ -682,7 +682,7 @@ async def _supervised(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -
     behind by asyncio, as Python 3.11's TaskGroup and ``wait_for`` do) is then told apart from
     the service cancelling this supervisor, and an exporter that returns is restarted too.
     """
-    backoff_s = 1.0
+    backoff = Backoff(1.0, 60.0)
     while True:
         started = time.monotonic()
         task = asyncio.create_task(run(), name=f"{name}:run")
@@ -693,25 +693,23 @@ async def _supervised(name: str, run: Callable[[], Coroutine[Any, Any, None]]) -
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             raise
+        if time.monotonic() - started > 60.0:
+            backoff.reset()  # it ran a good while: a fresh failure, not a crash loop
+        delay = backoff.delay_s
         if task.cancelled():
             log.error(
-                "%s: ended by a cancellation nobody asked for; restarting in %.0f s",
-                name,
-                backoff_s,
+                "%s: ended by a cancellation nobody asked for; restarting in %.0f s", name, delay
             )
         elif (error := task.exception()) is not None:
             log.error(
                 "%s: stopped by an unexpected error; restarting in %.0f s",
                 name,
-                backoff_s,
+                delay,
                 exc_info=error,
             )
         else:
-            log.error("%s: ended by itself; restarting in %.0f s", name, backoff_s)
-        if time.monotonic() - started > 60.0:
-            backoff_s = 1.0
-        await asyncio.sleep(backoff_s)
-        backoff_s = min(backoff_s * 2, 60.0)
+            log.error("%s: ended by itself; restarting in %.0f s", name, delay)
+        await backoff.wait()
 
 
 async def serve(config: TwinConfig, options: RunOptions) -> int:

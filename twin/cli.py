@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from twin import __version__, tools
+from twin import __version__
 from twin.config import TwinConfig, example_text, load_config
 from twin.errors import ConfigError, OutputError, SourceError, StartupError
 from twin.model.values import COMPILED
@@ -201,16 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_summary(load_config(args.file)))
             return EXIT_OK
         if args.command == "decode":
-            return tools.decode(
+            from twin.commands import uart
+
+            return uart.decode(
                 args.file,
                 _frame_format(args),
                 jsonl=args.format == "jsonl",
                 show_rejected=args.rejected,
             )
         if args.command == "capture":
+            from twin.commands import uart
+
             try:
                 return asyncio.run(
-                    tools.capture(
+                    uart.capture(
                         args.port,
                         args.out,
                         fmt=_frame_format(args),
@@ -226,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"twin capture: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
         if args.command == "simulate":
-            from twin.simulate import simulate
+            from twin.commands.simulate import simulate
 
             try:
                 return simulate(args.scenario, args.out, progress=not args.no_progress)
@@ -234,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"twin simulate: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
         if args.command in ("dbc", "can-monitor"):
-            from twin import cantool
+            from twin.commands import can as cantool
 
             try:
                 if args.command == "dbc":
@@ -246,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"twin {args.command}: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
         if args.command == "regmap":
+            from twin.commands.regmap import render_csv, render_markdown
             from twin.config import load_register_maps
-            from twin.regmap import render_csv, render_markdown
 
             if args.cells > 255:
                 print("twin regmap: --cells is at most 255", file=sys.stderr)

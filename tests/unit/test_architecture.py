@@ -83,8 +83,8 @@ FILE_READS = {
     "iterdir", "glob",
 }  # fmt: skip
 EDGE_ALLOWED_TWIN = {
-    "twin.sources": ("twin.model", "twin.protocol", "twin.errors", "twin.emulator"),
-    "twin.exporters": ("twin.model", "twin.protocol", "twin.errors"),
+    "twin.sources": ("twin.model", "twin.protocol", "twin.errors", "twin.retry", "twin.emulator"),
+    "twin.exporters": ("twin.model", "twin.protocol", "twin.errors", "twin.retry"),
 }
 
 
@@ -379,3 +379,13 @@ def test_the_checker_accepts_the_allowed_shapes(tmp_path: Path) -> None:
         },
     )
     assert check_imports(root) == []
+
+
+def test_unit_tests_start_no_process() -> None:
+    # Tests that run twin as a command, or build and install wheels, live in tests/e2e and
+    # tests/packaging: the unit suite stays in-process and quick.
+    for path in sorted((ROOT / "tests" / "unit").glob("*.py")):
+        for imp in imports_of(path, ROOT):
+            assert imp.target.split(".")[0] not in {"subprocess", "multiprocessing"}, (
+                f"{path.name} (line {imp.line}) imports {imp.target}: move it out of tests/unit"
+            )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from pathlib import Path
 
+from twin.commands.regmap import render_csv, render_markdown
 from twin.config import load_register_maps
-from twin.regmap import render_csv, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,24 +31,3 @@ def test_the_csv_has_one_row_per_register_with_absolute_addresses() -> None:
     assert addresses == sorted(addresses)  # in address order, no overlaps below
     ends = [int(row["address"]) + int(row["size"]) for row in rows]
     assert all(end <= nxt for end, nxt in zip(ends, addresses[1:], strict=False))
-
-
-def test_twin_regmap_prints_markdown_and_csv(tmp_path: Path) -> None:
-    # Outside the source tree: the installed twin (editable or a compiled wheel) is the one run.
-    command = [sys.executable, "-m", "twin", "regmap"]
-    md = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path
-    )
-    assert md.stdout.startswith("# Modbus register map")
-    out = subprocess.run(
-        [*command, "--format", "csv", "--cells", "2"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    assert out.stdout.splitlines()[0].startswith("map,address,modicon,name")
-    bad = subprocess.run(
-        [*command, "--cells", "300"], capture_output=True, text=True, check=False, cwd=tmp_path
-    )
-    assert bad.returncode == 2

@@ -21,7 +21,7 @@ def test_a_constant_backoff_is_min_equal_max() -> None:
 
 @pytest.mark.parametrize(("lo", "hi", "factor"), [(0.0, 1.0, 2.0), (2.0, 1.0, 2.0), (1, 2, 0.5)])
 def test_impossible_backoffs_are_refused(lo: float, hi: float, factor: float) -> None:
-    with pytest.raises(ValueError, match="min_s <= max_s|factor"):
+    with pytest.raises(ValueError, match=r"min_s <= max_s|factor"):
         Backoff(lo, hi, factor=factor)
 
 

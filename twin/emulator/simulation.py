@@ -13,7 +13,7 @@ The loop goes through the wire, exactly as production does::
 so a scenario tests the decoder, the assembly and the twin's logic on the bytes a real
 123\SmartBMS would send, and shows where the twin and the BMS it shadows disagree.
 
-Pure: no clock, no files. ``twin.simulate`` adds the progress bar, CSV, plot and summary.
+Pure: no clock, no files. ``twin.commands.simulate`` adds the progress bar, CSV, plot and summary.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import can
 import cantools
 from cantools.database.can import Database
 
+from twin.errors import BusError
 from twin.exporters.can_map import (
     NATIVE_OFFSETS,
     CanSettings,
@@ -43,6 +44,7 @@ from twin.exporters.can_map import (
 from twin.exporters.ports import StateFeed
 from twin.model.limits import LimitFlag
 from twin.protocol.readout import FleetReadout
+from twin.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -219,22 +221,23 @@ class CanExporter:
     # ---- the bus ------------------------------------------------------------------------
 
     def _open_bus(self) -> can.BusABC:
-        return open_bus(self.settings)
+        """The bus, or ``BusError`` (python-can's exceptions mapped at this edge)."""
+        try:
+            return open_bus(self.settings)
+        except (can.CanError, OSError, ValueError, ImportError) as exc:
+            raise BusError(
+                f"cannot open {self.settings.interface}:{self.settings.channel} ({exc})"
+            ) from exc
 
     async def run(self) -> None:
         """Open the bus (again after a failure) and send and receive until cancelled."""
+        backoff = Backoff(self.settings.retry_s, self.settings.retry_s)
         while True:
             try:
                 bus = await asyncio.to_thread(self._open_bus)
-            except (can.CanError, OSError, ValueError, ImportError) as exc:
-                log.error(
-                    "can: cannot open %s:%s (%s); retrying in %.0f s",
-                    self.settings.interface,
-                    self.settings.channel,
-                    exc,
-                    self.settings.retry_s,
-                )
-                await asyncio.sleep(self.settings.retry_s)
+            except BusError as exc:
+                log.error("can: %s; retrying in %.0f s", exc, backoff.delay_s)
+                await backoff.wait()
                 continue
             self._bus, self.open, self._failures = bus, True, 0
             log.info(
@@ -246,13 +249,13 @@ class CanExporter:
             )
             try:
                 await self._serve(bus)
-            except _BusFailedError as exc:
-                log.error("can: %s; reopening in %.0f s", exc, self.settings.retry_s)
+            except BusError as exc:
+                log.error("can: %s; reopening in %.0f s", exc, backoff.delay_s)
             finally:
                 self.open = False
                 self._bus = None
                 await asyncio.to_thread(bus.shutdown)
-            await asyncio.sleep(self.settings.retry_s)
+            await backoff.wait()
 
     async def _serve(self, bus: can.BusABC) -> None:
         loop = asyncio.get_running_loop()
@@ -314,7 +317,7 @@ class CanExporter:
             if self._failures == 1:
                 log.warning("can: send %#05x failed: %s (retried at its next cycle)", frame_id, exc)
             if self._failures >= MAX_SEND_FAILURES:
-                raise _BusFailedError(f"{self._failures} sends in a row failed") from exc
+                raise BusError(f"{self._failures} sends in a row failed") from exc
             return
         self._failures = 0
         self.frames_sent += 1
@@ -420,10 +423,6 @@ class CanExporter:
         elif not lost and self.heartbeat_lost:
             log.info("can: the inverter speaks again")
         self.heartbeat_lost = lost
-
-
-class _BusFailedError(Exception):
-    """Sends keep failing: the bus is closed and opened again."""
 
 
 def monitor(

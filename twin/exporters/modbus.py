@@ -43,6 +43,7 @@ from twin.exporters.modbus_map import (
 from twin.exporters.modbus_tcp import HardenedTcpServer, ensure_descriptors
 from twin.exporters.ports import SettingsPort, StateFeed
 from twin.model.pin import LockState, PinResult
+from twin.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,13 @@ class ModbusExporter:
         """
         self._started = time.monotonic()
         address = (self.settings.host, self.settings.port)
+        backoff = Backoff(self.settings.retry_s, self.settings.retry_s)
         while self._server is None:
             try:
                 await self.start()
             except StartupError as exc:
-                log.error("%s; retrying in %.0f s", exc, self.settings.retry_s)
-                await asyncio.sleep(self.settings.retry_s)
+                log.error("%s; retrying in %.0f s", exc, backoff.delay_s)
+                await backoff.wait()
         server = self._server
         self.listening = True
         log.info(

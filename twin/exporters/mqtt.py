@@ -26,7 +26,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 import aiomqtt
@@ -34,7 +34,7 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from twin.errors import CommandError
+from twin.errors import BrokerError, BrokerRefusedError, CommandError
 from twin.exporters.mqtt_map import (
     CELL_KEYS,
     FLEET_UNIT,
@@ -59,6 +59,7 @@ from twin.exporters.mqtt_map import (
 from twin.exporters.ports import CommandPort, StateFeed
 from twin.model.pin import PinResult
 from twin.model.settings import WRITABLE_SETTINGS, writable_values
+from twin.retry import Backoff
 
 log = logging.getLogger("twin.mqtt")
 
@@ -129,12 +130,19 @@ class MqttExporter:
     async def run(self) -> None:
         """Stay connected for ever (reconnecting with backoff); ``offline`` when stopped."""
         s = self.settings
-        backoff_s = s.reconnect_min_s
+        backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s)
         while True:
             try:
-                await self._session()
-            except MqttConnectError as exc:
-                if self._v5 and s.protocol == "auto" and _refuses_v5(exc):
+                async with _broker_errors():
+                    await self._session()
+            except BrokerRefusedError as exc:
+                refusal = exc.__cause__
+                if (
+                    self._v5
+                    and s.protocol == "auto"
+                    and isinstance(refusal, MqttConnectError)
+                    and _refuses_v5(refusal)
+                ):
                     self._fall_back_to_3_1_1(str(exc))
                     continue
                 log.warning(
@@ -142,15 +150,15 @@ class MqttExporter:
                     s.host,
                     s.port,
                     exc,
-                    backoff_s,
+                    backoff.delay_s,
                 )
-            except _LINK_ERRORS as exc:
-                reason = str(exc) or type(exc).__name__
+            except BrokerError as exc:
+                reason = str(exc)
                 if (
                     self._v5
                     and s.protocol == "auto"
                     and not self.connected
-                    and isinstance(exc, aiomqtt.MqttError)
+                    and isinstance(exc.__cause__, aiomqtt.MqttError)
                     and reason == "Operation timed out"
                 ):
                     # The socket connected, the broker never answered the MQTT 5 CONNECT
@@ -158,22 +166,21 @@ class MqttExporter:
                     self._fall_back_to_3_1_1("no answer to an MQTT 5 connect")
                 if self.connected:
                     log.warning("mqtt: lost the broker %s:%d (%s)", s.host, s.port, reason)
-                    backoff_s = s.reconnect_min_s
+                    backoff.reset()
                 else:
                     log.warning(
                         "mqtt: cannot reach the broker %s:%d (%s); retrying in %.1f s",
                         s.host,
                         s.port,
                         reason,
-                        backoff_s,
+                        backoff.delay_s,
                     )
             # Stopping: a link error raised while saying goodbye must not swallow the
             # cancellation (the service would wait for this task for ever).
             _raise_if_cancelled()
             self.connected = False
-            self.retry_in_s = backoff_s
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, s.reconnect_max_s)
+            self.retry_in_s = backoff.delay_s
+            await backoff.wait()
 
     def _fall_back_to_3_1_1(self, why: str) -> None:
         s = self.settings
@@ -560,6 +567,21 @@ class MqttExporter:
         if self.retry_in_s is not None:
             return f"mqtt DOWN (retry in {self.retry_in_s:.0f} s)"
         return "mqtt connecting"
+
+
+@contextlib.asynccontextmanager
+async def _broker_errors() -> AsyncIterator[None]:
+    """Aiomqtt's and the socket's exceptions as the twin's ``BrokerError`` (this adapter's edge).
+
+    A refused connect becomes ``BrokerRefusedError``; the library's exception stays attached
+    as ``__cause__`` (the reason code of a refusal, the text of a timeout).
+    """
+    try:
+        yield
+    except MqttConnectError as exc:
+        raise BrokerRefusedError(str(exc)) from exc
+    except _LINK_ERRORS as exc:
+        raise BrokerError(str(exc) or type(exc).__name__) from exc
 
 
 def _refuses_v5(error: MqttConnectError) -> bool:

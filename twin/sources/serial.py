@@ -23,6 +23,7 @@ import serial_asyncio_fast
 from serial.tools import list_ports
 
 from twin.errors import SourceError
+from twin.retry import Backoff
 from twin.sources.base import Chunk
 
 log = logging.getLogger(__name__)
@@ -130,26 +131,18 @@ class SerialSource:
     async def chunks(self) -> AsyncIterator[Chunk]:
         """Yield chunks as reads return them, stamped with the event loop's clock."""
         loop = asyncio.get_running_loop()
-        backoff_s = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         while True:
             try:
-                device = await asyncio.to_thread(resolve_port, self.port, self.usb_serial)
-                reader, writer = await serial_asyncio_fast.open_serial_connection(
-                    url=device,
-                    baudrate=self.baudrate,
-                    bytesize=serial.EIGHTBITS,
-                    parity=serial.PARITY_NONE,
-                    stopbits=serial.STOPBITS_ONE,
-                )
-            except (OSError, SourceError, ValueError) as exc:
-                self._problem(f"cannot open {self.port}: {exc}")
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self.retry_max_s)
+                device, reader, writer = await self._open()
+            except SourceError as exc:
+                self._problem(str(exc))
+                await backoff.wait()
                 continue
             self.device = device
             self.connects += 1
             self.last_error = None
-            backoff_s = self.retry_min_s
+            backoff.reset()
             log.info("serial: %s open at %d 8N1", device, self.baudrate)
             try:
                 while data := await reader.read(READ_SIZE):
@@ -160,7 +153,24 @@ class SerialSource:
             finally:
                 self.device = None
                 writer.close()
-            await asyncio.sleep(backoff_s)
+            await backoff.wait()
+
+    async def _open(self) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter]:
+        """The port, open; ``SourceError`` (pyserial's exceptions mapped at this edge)."""
+        try:
+            device = await asyncio.to_thread(resolve_port, self.port, self.usb_serial)
+            reader, writer = await serial_asyncio_fast.open_serial_connection(
+                url=device,
+                baudrate=self.baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+            )
+        except SourceError as exc:
+            raise SourceError(f"cannot open {self.port}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            raise SourceError(f"cannot open {self.port}: {exc}") from exc
+        return device, reader, writer
 
     def _problem(self, message: str) -> None:
         # Log a problem once, not once per retry: a cable left unplugged must not flood logs.
