@@ -5,6 +5,7 @@ The board switches, the chemistry presets and the core's frozen settings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 from pathlib import Path
@@ -43,16 +44,14 @@ from twin.protocol.frame import FrameFormat
 
 #: The limit settings given as curves of points (tuples in the core).
 _CURVES = ("charge_taper", "discharge_taper", "temperature_curve")
+#: The ``BmsSettings`` fields a ``[[pack]]`` names that come from more than the field itself
+#: (the board switches, the chemistry presets, the generation's sensor).
+_DERIVED = {"generation", "vmin_v", "vbalance_v", "vmax_v", "vnominal_v", "mode"}
+_DERIVED |= {"message_period_s", "sensor", "cell_count", "balancing"}
 #: The ``BmsSettings`` fields a ``[[pack]]`` gives as they are (same name, same unit).
-_BMS_AS_GIVEN = {
-    "tmin_c",
-    "tmax_c",
-    "charge_restart_pct",
-    "discharge_restart_pct",
-    "capacity_wh",
-    "charge_efficiency_pct",
-    "empty_recalibration_s",
-}
+_BMS_AS_GIVEN = (
+    set(PackModel.model_fields) & {f.name for f in dataclasses.fields(BmsSettings)}
+) - _DERIVED
 
 
 def pack_config(pack: PackModel, where: str, base_dir: Path) -> PackConfig:

@@ -178,8 +178,14 @@ def _warning_fields(warnings: StatusFlag) -> tuple[bool, bool, bool, bool, bool]
     )
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _cell_means(cells: list[CellReadout]) -> tuple[float | None, float | None]:
+    """The mean cell voltage and temperature of the cells that report one."""
+    volts = [c.voltage_v for c in cells if c.voltage_v is not None]
+    temps = [c.temp_c for c in cells if c.temp_c is not None]
+    return (
+        sum(volts) / len(volts) if volts else None,
+        sum(temps) / len(temps) if temps else None,
+    )
 
 
 def pack_readout(state: TwinState) -> PackReadout:
@@ -211,6 +217,7 @@ def pack_readout(state: TwinState) -> PackReadout:
         for cell in state.observation.cells
     )
     current = None if inputs is None else inputs.measured_battery_current_a
+    avg_v, avg_t = _cell_means(list(cells))
     info = state.observation.info
     energy = None if logic is None else logic.energy
     return PackReadout(
@@ -285,18 +292,12 @@ def pack_readout(state: TwinState) -> PackReadout:
         cell_spread_v=(
             None if inputs is None else inputs.max_cell_voltage_v - inputs.min_cell_voltage_v
         ),
-        avg_cell_voltage_v=(
-            None
-            if inputs is None
-            else _mean([c.voltage_v for c in cells if c.voltage_v is not None])
-        ),
+        avg_cell_voltage_v=None if inputs is None else avg_v,
         min_temp_c=None if inputs is None else inputs.min_temp_c,
         min_temp_index=None if inputs is None else inputs.min_temp_index,
         max_temp_c=None if inputs is None else inputs.max_temp_c,
         max_temp_index=None if inputs is None else inputs.max_temp_index,
-        avg_temp_c=(
-            None if inputs is None else _mean([c.temp_c for c in cells if c.temp_c is not None])
-        ),
+        avg_temp_c=None if inputs is None else avg_t,
         balancing_cells=None if stale else sum(1 for c in cells if c.balancing),
         cells=cells,
     )
@@ -405,6 +406,7 @@ def fleet_readout(
         )
     )
     min_v_ref, max_v_ref, min_t_ref, max_t_ref = refs
+    avg_v, avg_t = _cell_means(cells)
     min_v = None if min_v_ref is None else min_v_ref.value
     max_v = None if max_v_ref is None else max_v_ref.value
     return FleetReadout(
@@ -466,18 +468,12 @@ def fleet_readout(
         max_cell_pack_id=None if max_v_ref is None else max_v_ref.pack_id,
         max_cell_index=None if max_v_ref is None else max_v_ref.cell_index,
         cell_spread_v=None if min_v is None or max_v is None else max_v - min_v,
-        avg_cell_voltage_v=(
-            None
-            if measured is None
-            else _mean([c.voltage_v for c in cells if c.voltage_v is not None])
-        ),
+        avg_cell_voltage_v=None if measured is None else avg_v,
         min_temp_c=None if min_t_ref is None else min_t_ref.value,
         min_temp_pack_id=None if min_t_ref is None else min_t_ref.pack_id,
         min_temp_index=None if min_t_ref is None else min_t_ref.cell_index,
         max_temp_c=None if max_t_ref is None else max_t_ref.value,
         max_temp_pack_id=None if max_t_ref is None else max_t_ref.pack_id,
         max_temp_index=None if max_t_ref is None else max_t_ref.cell_index,
-        avg_temp_c=(
-            None if measured is None else _mean([c.temp_c for c in cells if c.temp_c is not None])
-        ),
+        avg_temp_c=None if measured is None else avg_t,
     )
