@@ -15,7 +15,11 @@ Side by side: ``--baseline DIR`` runs the same measurement against another check
 repository (an earlier revision, e.g. ``git worktree add /tmp/base main``) in alternating
 subprocesses, each importing its own tree, and prints both lines and the ratio.
 
-Run: python bench/bench_simulate.py [--repeat N] [--hours H] [--baseline DIR]
+``--modes`` runs each size with the inverter in ``relays`` and in ``limits`` mode (the
+inverter and chargers obeying the twin's CVL / CCL / DCL, docs/testbench.md), alternately, and
+prints the cost of ``limits`` (target: at most 10 % over ``relays``).
+
+Run: python bench/bench_simulate.py [--repeat N] [--hours H] [--baseline DIR | --modes]
 """
 
 from __future__ import annotations
@@ -68,9 +72,21 @@ def scenario_for(cells: int, hours: float) -> Scenario:
     )
 
 
-def measure(cells: int, hours: float, repeat: int) -> dict[str, Any]:
-    """The best of ``repeat`` runs of the ``cells``-cell day, with its figures."""
+def measure(cells: int, hours: float, repeat: int, mode: str | None = None) -> dict[str, Any]:
+    """The best of ``repeat`` runs of the ``cells``-cell day, with its figures.
+
+    ``mode``: the inverter's (``relays`` / ``limits``) instead of the scenario's.
+    """
     scenario = scenario_for(cells, hours)
+    if mode is not None:
+        # Imported here: a --baseline tree from before the modes measures without them.
+        from twin.emulator.plant import InverterMode
+
+        plant = scenario.plant
+        inverter = dataclasses.replace(plant.inverter, mode=InverterMode(mode))
+        scenario = dataclasses.replace(
+            scenario, plant=dataclasses.replace(plant, inverter=inverter)
+        )
     best = math.inf
     result = None
     for _ in range(repeat):
@@ -135,16 +151,39 @@ def side_by_side(baseline: Path, hours: float, repeat: int) -> None:
         print(f"bench_simulate {cells}S: this tree takes {ratio:.3f}x the baseline's time")
 
 
+def compare_modes(hours: float, repeat: int) -> None:
+    """``relays`` and ``limits`` alternately, one run at a time; the best of each."""
+    for cells in TARGETS:
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(repeat):
+            for mode in ("relays", "limits"):
+                figures = measure(cells, hours, 1, mode)
+                if mode not in best or figures["best_s"] < best[mode]["best_s"]:
+                    best[mode] = figures
+        for mode in ("relays", "limits"):
+            print(line(f"bench_simulate inverter={mode}", cells, hours, best[mode]))
+        ratio = best["limits"]["best_s"] / best["relays"]["best_s"]
+        verdict = "meets" if ratio <= 1.10 else "MISSES"
+        print(
+            f"bench_simulate {cells}S: limits takes {ratio:.3f}x the time of relays "
+            f"(target <= 1.10x: {verdict})"
+        )
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (best counts)")
     parser.add_argument("--hours", type=float, default=24.0, help="simulated hours per run")
     parser.add_argument("--baseline", type=Path, help="another checkout to measure side by side")
+    parser.add_argument("--modes", action="store_true", help="relays vs limits, side by side")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         print(json.dumps(measure(args.worker, args.hours, args.repeat)))
+        return
+    if args.modes:
+        compare_modes(args.hours, args.repeat)
         return
     if args.baseline is not None:
         side_by_side(args.baseline.resolve(), args.hours, args.repeat)

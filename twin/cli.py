@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
     simulate.add_argument("--out", required=True, metavar="DIR", help="output directory")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    simulate.add_argument(
+        "--inverter",
+        choices=("relays", "limits"),
+        help="what the inverter and chargers obey, over the scenario's [inverter] mode "
+        "(run a day both ways to compare)",
+    )
 
     config = commands.add_parser("config", help="configuration helpers")
     config.add_argument(
@@ -233,7 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from twin.commands.simulate import simulate
 
             try:
-                return simulate(args.scenario, args.out, progress=not args.no_progress)
+                return simulate(
+                    args.scenario,
+                    args.out,
+                    progress=not args.no_progress,
+                    inverter_mode=args.inverter,
+                )
             except OutputError as exc:
                 print(f"twin simulate: {exc}", file=sys.stderr)
                 return EXIT_FAILURE

@@ -5,14 +5,17 @@ Each asserts the behaviour its file says it shows. Only simulated time is assert
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from twin.commands.simulate import with_inverter_mode, write_outputs
 from twin.config import load_scenario
 from twin.emulator import Scenario, SimResult, Simulation
+from twin.emulator.plant import InverterMode
 from twin.emulator.simulation import RelayChange
 from twin.model.settings import CurrentSensorSettings
 
@@ -38,6 +41,7 @@ def test_every_example_scenario_loads() -> None:
     assert names == [
         "chain-broken",
         "hot-day-balancing",
+        "limits-vs-relays",
         "standby-blind-spot",
         "summer-day",
         "winter-fortnight",
@@ -148,3 +152,42 @@ def test_winter_days_without_a_full_charge_let_the_cells_drift_apart() -> None:
     load_off = [c for c in _changes(result, "bms", "load") if not c.on]
     assert load_off and "CELL_AT_VMIN" in load_off[0].reason
     assert summary.max_spread_mv > 150.0
+
+
+def _rows(result: SimResult, tmp_path: Path, name: str) -> tuple[list[dict[str, float]], str]:
+    """The run's timeseries.csv rows and its relays.csv, as ``twin simulate`` writes them."""
+    out = tmp_path / name
+    write_outputs(result, out, 1.0)
+    with (out / "timeseries.csv").open(encoding="utf-8") as file:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+    return rows, (out / "relays.csv").read_text(encoding="utf-8")
+
+
+def test_an_inverter_obeying_the_limits_charges_to_full_without_a_vmax_trip(
+    tmp_path: Path,
+) -> None:
+    scenario = _load("limits-vs-relays")
+    assert scenario.plant.inverter.mode is InverterMode.LIMITS
+    limits, limit_relays = _rows(Simulation(scenario).run(), tmp_path, "limits")
+    relays, relay_relays = _rows(
+        Simulation(with_inverter_mode(scenario, InverterMode.RELAYS)).run(), tmp_path, "relays"
+    )
+    # relays: the charger follows its own 57.6 V, a cell reaches V-max, the relay trips.
+    assert "bms,charge,0,CELL_AT_VMAX" in relay_relays
+    assert max(r["pack_voltage_v"] - r["cvl_v"] for r in relays if r["cvl_v"] == r["cvl_v"]) > 0.1
+    # limits: no trip at all, CVL never exceeded (within one step's regulation), full.
+    assert "CELL_AT_VMAX" not in limit_relays
+    assert "bms,charge,0" not in limit_relays
+    published = [r for r in limits if r["cvl_v"] == r["cvl_v"]]  # NaN before the first frame
+    assert max(r["pack_voltage_v"] - r["cvl_v"] for r in published) <= 0.02
+    assert max(r["cell_max_v"] for r in limits) < 3.70
+    assert max(r["true_soc_pct"] for r in limits) >= 95.0
+    assert max(r["bms_soc_pct"] for r in limits) >= 95.0
+    # The charge current tapers: full current while the pack is low, a fraction near full
+    # with the sun still strong (CCL recovers in steps now and then, so the mean), and CCL
+    # well below its cap then.
+    sunny = [r for r in limits if r["solar_w"] > 3000.0]
+    assert max(r["charger_a"] for r in sunny if r["true_soc_pct"] < 80.0) > 50.0
+    full = [r["charger_a"] for r in sunny if r["true_soc_pct"] > 95.0]
+    assert full and sum(full) / len(full) < 15.0
+    assert min(r["ccl_a"] for r in sunny if r["true_soc_pct"] > 95.0) < 50.0

@@ -10,6 +10,7 @@ from twin.emulator.plant import (
     ChargePhase,
     Charger,
     ChargerSpec,
+    InverterMode,
     InverterSpec,
     LoadSpec,
     Plant,
@@ -19,6 +20,7 @@ from twin.emulator.plant import (
     household_power_w,
     solar_power_w,
 )
+from twin.model.limits import InverterLimits, LimitFlag
 
 DAY = np.arange(0.0, 86_400.0, 60.0)
 
@@ -159,3 +161,104 @@ def test_profiles_are_computed_a_day_at_a_time_and_are_reproducible() -> None:
     # Step 6480 is the next midnight (18 h after 06:00): a new day, the sun is down.
     assert a.profile(6479)[0] == a.profile(6480)[0] == 0.0
     assert a._end - a._first <= 8640  # one day held, not the run
+
+
+def _published(**changes: object) -> InverterLimits:
+    values: dict[str, object] = {
+        "charge_voltage_v": 55.2,
+        "charge_current_a": 30.0,
+        "discharge_current_a": 5.0,
+        "discharge_voltage_v": 48.0,
+        "force_charge": False,
+        "full_charge": False,
+        "alarms": LimitFlag.NONE,
+        "warnings": LimitFlag.NONE,
+    }
+    values.update(changes)
+    return InverterLimits(**values)  # type: ignore[arg-type]
+
+
+def _dvcc(**inverter: object) -> Plant:
+    spec = PlantSpec(
+        solar=SolarSpec(cloudiness=0.0),
+        load=LoadSpec(annual_kwh=20_000.0),
+        inverter=InverterSpec(mode=InverterMode.LIMITS, **inverter),  # type: ignore[arg-type]
+    )
+    return Plant(spec, 16, 3.4, 12 * 3600.0, 1.0)
+
+
+def test_with_limits_the_chargers_stop_at_ccl_and_the_inverter_at_dcl() -> None:
+    plant = _dvcc()
+    step = plant.currents(0, 52.0, 0.005, True, True, 1.0, _published())
+    assert step.charger_a == pytest.approx(30.0)  # the sun offers more: CCL caps it
+    assert step.load_a == pytest.approx(5.0)  # the household wants more: DCL caps it
+    zero = plant.currents(1, 52.0, 0.005, True, True, 1.0, _published(charge_current_a=0.0))
+    assert zero.charger_a == 0.0
+    # The relays still count.
+    off = plant.currents(2, 52.0, 0.005, False, False, 1.0, _published())
+    assert off.charger_a == 0.0 and off.load_a == 0.0
+    # In relays mode the same limits are ignored.
+    relays = Plant(PlantSpec(solar=SolarSpec(cloudiness=0.0)), 16, 3.4, 12 * 3600.0, 1.0)
+    assert relays.currents(0, 52.0, 0.005, True, True, 1.0, _published()).charger_a > 30.0
+
+
+def test_with_limits_the_pack_is_held_at_cvl_and_the_load_stops_at_dvl() -> None:
+    pack = Pack(PackSpec(cell_count=16, spread=Spread.MATCHED, initial_soc_pct=90.0))
+    plant = _dvcc()
+    cvl = 53.6
+    peak = 0.0
+    for k in range(1800):
+        step = plant.currents(
+            k, pack.pack_voltage_v, pack.ohmic_resistance_ohm, True, False, 1.0,
+            _published(charge_voltage_v=cvl, charge_current_a=200.0),
+        )  # fmt: skip
+        pack.step(step.battery_a, 1.0, None)
+        peak = max(peak, pack.pack_voltage_v)
+    assert peak <= cvl + 0.01
+    assert pack.pack_voltage_v == pytest.approx(cvl, abs=0.02)
+    below = plant.currents(0, 47.9, 0.005, True, True, 1.0, _published())
+    assert below.load_a == 0.0  # at DVL the inverter stops discharging: the grid serves
+
+
+def test_the_inverter_quirks_are_options() -> None:
+    # A reading 0.5 V low makes the inverter hold the true voltage 0.5 V above CVL.
+    pack = Pack(PackSpec(cell_count=16, spread=Spread.MATCHED, initial_soc_pct=90.0))
+    plant = _dvcc(voltage_offset_v=-0.5)
+    for k in range(1800):
+        step = plant.currents(
+            k, pack.pack_voltage_v, pack.ohmic_resistance_ohm, True, False, 1.0,
+            _published(charge_voltage_v=53.6, charge_current_a=200.0),
+        )  # fmt: skip
+        pack.step(step.battery_a, 1.0, None)
+    assert pack.pack_voltage_v == pytest.approx(54.1, abs=0.03)
+    # Victron: CCL = 0 does not stop charging (only CVL at the pack voltage does).
+    victron = _dvcc(cvl_only=True)
+    assert (
+        victron.currents(
+            0, 52.0, 0.005, True, True, 1.0, _published(charge_current_a=0.0)
+        ).charger_a
+        > 0
+    )
+    # SMA: above CVL it discharges into the grid, ignoring DCL.
+    sma = _dvcc(overvoltage_discharge_a=20.0)
+    above = sma.currents(0, 55.5, 0.005, True, True, 1.0, _published(discharge_current_a=0.0))
+    assert above.load_a == pytest.approx(20.0)
+    # Holding the last limits when the BMS falls silent, then the fail-safe ones.
+    holding = _dvcc(hold_limits_s=5.0)
+    holding.currents(0, 52.0, 0.005, True, True, 1.0, _published())
+    safe = _published(charge_current_a=0.0, discharge_current_a=0.0)
+    for k in range(1, 6):
+        held = holding.currents(k, 52.0, 0.005, True, True, 1.0, safe, limits_fresh=False)
+        assert held.charger_a > 0 and held.load_a > 0
+    late = holding.currents(6, 52.0, 0.005, True, True, 1.0, safe, limits_fresh=False)
+    assert late.charger_a == 0.0 and late.load_a == 0.0
+    # Before the BMS has published anything, a limits-mode inverter waits.
+    waiting = _dvcc().currents(0, 52.0, 0.005, True, True, 1.0, None)
+    assert waiting.charger_a == 0.0 and waiting.load_a == 0.0
+
+
+def test_impossible_inverter_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="voltage_offset_v"):
+        InverterSpec(voltage_offset_v=9.0)
+    with pytest.raises(ValueError, match="hold_limits_s"):
+        InverterSpec(hold_limits_s=-1.0)

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from twin.config import load_scenario
 from twin.emulator import COLUMNS, Scenario, SimResult, Simulation
+from twin.emulator.plant import InverterMode
 from twin.errors import OutputError
 
 #: Columns written as integers (flags and counts).
@@ -207,9 +208,16 @@ def write_plot(result: SimResult, path: Path) -> bool:
     return True
 
 
-def simulate(scenario_file: str, out: str, *, progress: bool = True) -> int:
-    """``twin simulate``: load, run, write, print the summary. Returns the exit code."""
+def simulate(
+    scenario_file: str, out: str, *, progress: bool = True, inverter_mode: str | None = None
+) -> int:
+    """``twin simulate``: load, run, write, print the summary. Returns the exit code.
+
+    ``inverter_mode``: ``relays`` or ``limits`` instead of the scenario's own.
+    """
     scenario = load_scenario(scenario_file)
+    if inverter_mode is not None:
+        scenario = with_inverter_mode(scenario, InverterMode(inverter_mode))
     result, wall_s = run_scenario(scenario, show_progress=progress)
     written = write_outputs(result, Path(out), wall_s)
     print("\n".join(summary_text(result, wall_s)))
@@ -217,3 +225,10 @@ def simulate(scenario_file: str, out: str, *, progress: bool = True) -> int:
         print("plot: skipped (matplotlib is not installed: pip install 'twin[plot]')")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def with_inverter_mode(scenario: Scenario, mode: InverterMode) -> Scenario:
+    """``scenario`` with its inverter in ``mode`` (the rest of the day unchanged)."""
+    plant = scenario.plant
+    inverter = dataclasses.replace(plant.inverter, mode=mode)
+    return dataclasses.replace(scenario, plant=dataclasses.replace(plant, inverter=inverter))

@@ -15,7 +15,14 @@ from twin.config.objects import PackConfig, SourceConfig, SourceKind
 from twin.config.schema import CurvePoints, PackModel, SourceModel
 from twin.emulator.chain import ChainSpec
 from twin.emulator.pack import PackSpec, Spread
-from twin.emulator.plant import ChargerSpec, InverterSpec, LoadSpec, PlantSpec, SolarSpec
+from twin.emulator.plant import (
+    ChargerSpec,
+    InverterMode,
+    InverterSpec,
+    LoadSpec,
+    PlantSpec,
+    SolarSpec,
+)
 from twin.emulator.simulation import (
     Scenario,
 )
@@ -227,6 +234,7 @@ _SOURCE_FIELDS_OF_KIND = {
     "annual_kwh": SourceKind.EMULATOR,
     "charger_a": SourceKind.EMULATOR,
     "seed": SourceKind.EMULATOR,
+    "inverter": SourceKind.EMULATOR,
 }
 
 #: The usable share of the cells that the example's capacity setting assumes (80 %): the
@@ -316,7 +324,10 @@ def _emulated_world(
         plant = PlantSpec(
             solar=SolarSpec(peak_w=settings.solar_peak_w) if settings.solar_peak_w > 0 else None,
             load=LoadSpec(annual_kwh=3500.0 if source.annual_kwh is None else source.annual_kwh),
-            inverter=InverterSpec(max_power_w=settings.inverter_peak_w),
+            inverter=InverterSpec(
+                max_power_w=settings.inverter_peak_w,
+                mode=InverterMode(source.inverter or "relays"),
+            ),
             mains_charger=mains,
             seed=seed,
         )

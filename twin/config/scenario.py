@@ -27,7 +27,14 @@ from twin.emulator.events import (
     check_parameter,
 )
 from twin.emulator.pack import CellOverride, PackSpec, Spread
-from twin.emulator.plant import ChargerSpec, InverterSpec, LoadSpec, PlantSpec, SolarSpec
+from twin.emulator.plant import (
+    ChargerSpec,
+    InverterMode,
+    InverterSpec,
+    LoadSpec,
+    PlantSpec,
+    SolarSpec,
+)
 from twin.emulator.sensor import SensorErrors
 from twin.emulator.simulation import Ambient, Scenario, SensorSetup
 from twin.errors import ConfigError
@@ -129,12 +136,22 @@ class LoadModel(Model):
     constant_w: float = Field(default=0.0, ge=0.0, le=10_000_000.0)
 
 
-class InverterModel(Model):
-    """``[inverter]``."""
+_INVERTER = InverterSpec()
 
-    max_power_kw: float = Field(default=5.0, ge=0.0, le=10_000.0)
-    efficiency: float = Field(default=0.94, gt=0.0, le=1.0)
-    idle_w: float = Field(default=20.0, ge=0.0, le=10_000.0)
+
+class InverterModel(Model):
+    """``[inverter]``: the inverter, and in ``limits`` mode what it obeys (docs/testbench.md)."""
+
+    max_power_kw: float = Field(default=_INVERTER.max_power_w / 1000.0, ge=0.0, le=10_000.0)
+    efficiency: float = Field(default=_INVERTER.efficiency, gt=0.0, le=1.0)
+    idle_w: float = Field(default=_INVERTER.idle_w, ge=0.0, le=10_000.0)
+    mode: InverterMode = _INVERTER.mode
+    voltage_offset_v: float = Field(default=_INVERTER.voltage_offset_v, ge=-5.0, le=5.0)
+    cvl_only: bool = _INVERTER.cvl_only
+    hold_limits_s: float = Field(default=_INVERTER.hold_limits_s, ge=0.0, le=86_400.0)
+    overvoltage_discharge_a: float = Field(
+        default=_INVERTER.overvoltage_discharge_a, ge=0.0, le=10_000.0
+    )
 
 
 class ChainModel(Model):
@@ -429,7 +446,10 @@ def _plant(
         solar=solar,
         solar_charger=_charger(model.solar_charger, "solar_charger", settings),
         load=load,
-        inverter=InverterSpec(im.max_power_kw * 1000.0, im.efficiency, im.idle_w),
+        inverter=InverterSpec(
+            max_power_w=im.max_power_kw * 1000.0,
+            **im.model_dump(exclude={"max_power_kw"}),
+        ),
         mains_charger=_charger(mains, "mains_charger", settings) if mains else None,
         mains_from_h=mains.from_h if mains else 0.0,
         mains_to_h=mains.to_h if mains else 24.0,

@@ -120,6 +120,8 @@ class SourceModel(Model):
     annual_kwh: float | None = Field(default=None, ge=0.0, le=1_000_000.0)
     charger_a: float | None = Field(default=None, ge=0.0, le=10_000.0)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    inverter: Literal["relays", "limits"] | None = None
+    """Emulator: what the emulated inverter and chargers obey (docs/testbench.md)."""
 
 
 class PackModel(Model):

@@ -25,12 +25,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import ClassVar, Final
 
 import numpy as np
 
 from twin.emulator.pack import FloatArray
+from twin.model.limits import InverterLimits
 from twin.model.logic import SECONDS_PER_DAY
 from twin.model.values import Value
 
@@ -327,12 +328,15 @@ class Charger:
         resistance_ohm: float,
         enabled: bool,
         dt_s: float,
+        max_v: float = math.inf,
+        max_a: float = math.inf,
     ) -> float:
         """The current for the next ``dt_s``: at most ``available_a``, regulated on the voltage.
 
         The regulation solves the pack's ohmic response (``resistance_ohm``) for the target
         voltage each step: a deadbeat controller for R0, slightly under-correcting for the RC
-        part, so it settles without overshoot for any step.
+        part, so it settles without overshoot for any step. ``max_v`` and ``max_a`` cap the
+        target voltage and the current (an inverter obeying the BMS's CVL and CCL).
         """
         spec = self.spec
         if not enabled:
@@ -347,8 +351,10 @@ class Charger:
             self.phase = ChargePhase.BULK
             self.current_a = 0.0
             return 0.0
-        target_v = spec.float_v if self.phase is ChargePhase.FLOAT else spec.absorption_v
-        limit_a = min(available_a, spec.max_current_a)
+        target_v = min(
+            spec.float_v if self.phase is ChargePhase.FLOAT else spec.absorption_v, max_v
+        )
+        limit_a = min(available_a, spec.max_current_a, max_a)
         wanted = self.current_a + (target_v - pack_voltage_v) / resistance_ohm
         current = max(0.0, min(limit_a, wanted))
         if self.phase is ChargePhase.BULK and current < limit_a and wanted < limit_a:
@@ -371,20 +377,53 @@ class Charger:
         return current
 
 
+class InverterMode(StrEnum):
+    """What the inverter and the chargers obey."""
+
+    RELAYS = "relays"
+    """The BMS's relays alone (a relay-wired system: the chargers follow their own settings)."""
+    LIMITS = "limits"
+    """The relays and the published CVL / CCL / DCL / DVL, as a CAN-connected (DVCC) inverter:
+    charging at most CCL and never above CVL (constant voltage at CVL, the current tapering),
+    discharging at most DCL, stopping at DVL."""
+
+
 @dataclass(frozen=True, slots=True)
 class InverterSpec:
-    """An inverter on the pack that serves the household's AC demand."""
+    """An inverter on the pack that serves the household's AC demand.
+
+    In ``limits`` mode it also governs the chargers (an ESS: the MPPT and the mains charger
+    are told the BMS's limits by the inverter). Known behaviours of real inverters are
+    options (../shared/reference/inverter-can.md sections 1.8 and 5, docs/testbench.md).
+    """
 
     max_power_w: float = 5000.0
     efficiency: float = 0.94
     idle_w: float = 20.0
     """Own consumption while on."""
+    mode: InverterMode = InverterMode.RELAYS
+    voltage_offset_v: float = 0.0
+    """The inverter reads the pack voltage this much high (+) or low (-): it holds CVL and DVL
+    on its own reading (a cable drop or a shunt offset)."""
+    cvl_only: bool = False
+    """Victron (1.8 item 2): CCL = 0 does not stop charging; only a CVL at the pack voltage
+    does (the twin's victron profile sends that)."""
+    hold_limits_s: float = 0.0
+    """When the BMS falls silent (stale data), keep the last limits this long before
+    stopping (0: the fail-safe limits are obeyed at once)."""
+    overvoltage_discharge_a: float = 0.0
+    """SMA Sunny Island (1.8 item 6): with the pack above CVL it discharges, into the grid,
+    at this current, ignoring DCL (0: not this behaviour)."""
 
     def __post_init__(self) -> None:
         if self.max_power_w < 0 or self.idle_w < 0:
             raise ValueError("max_power_w and idle_w must be >= 0")
         if not 0.0 < self.efficiency <= 1.0:
             raise ValueError(f"efficiency {self.efficiency} is out of range (>0..1)")
+        if not -5.0 <= self.voltage_offset_v <= 5.0:
+            raise ValueError(f"voltage_offset_v {self.voltage_offset_v} is out of range (-5..5)")
+        if self.hold_limits_s < 0 or self.overvoltage_discharge_a < 0:
+            raise ValueError("hold_limits_s and overvoltage_discharge_a must be >= 0")
 
     def dc_current_a(self, ac_w: float, pack_voltage_v: float) -> float:
         """The DC current drawn for ``ac_w`` of AC demand (limited to the inverter's power)."""
@@ -484,6 +523,10 @@ class Plant:
         self.mains_charger = (
             Charger(spec.mains_charger, cell_count) if spec.mains_charger is not None else None
         )
+        self.obeyed: InverterLimits | None = None
+        """The limits the inverter obeyed in the last step (``limits`` mode; else None)."""
+        self._held: InverterLimits | None = None
+        self._silent_s = 0.0
         self._first = self._end = 0
         self._solar_w: list[float] = []
         self._demand_w: list[float] = []
@@ -530,8 +573,26 @@ class Plant:
         charge_enabled: bool,
         load_enabled: bool,
         dt_s: float,
+        limits: InverterLimits | None = None,
+        limits_fresh: bool = True,
     ) -> PlantCurrents:
-        """The currents of step ``k`` given the pack's last voltage and the relays."""
+        """The currents of step ``k`` given the pack's last voltage and the relays.
+
+        ``limits``: what the BMS publishes (obeyed in ``limits`` mode; ignored in ``relays``
+        mode); ``limits_fresh``: False while the BMS is silent (its data stale), for the
+        inverter's hold time.
+        """
+        inverter = self.spec.inverter
+        if inverter.mode is InverterMode.LIMITS:
+            return self._obeying(
+                k,
+                pack_voltage_v,
+                resistance_ohm,
+                charge_enabled,
+                load_enabled,
+                dt_s,
+                self._obey(limits, limits_fresh, dt_s),
+            )
         v = max(pack_voltage_v, 1.0)
         solar_w, demand_w = self.profile(k)
         solar_previous_a = self.solar_charger.current_a
@@ -550,6 +611,72 @@ class Plant:
                 charge_enabled and self._mains_on[k - self._first],
                 dt_s,
             )
-        load_a = self.spec.inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        load_a = inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        bypass_a = self.spec.bypass_load_w / v
+        return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
+
+    def _obey(
+        self, limits: InverterLimits | None, fresh: bool, dt_s: float
+    ) -> InverterLimits | None:
+        """The limits the inverter acts on.
+
+        The newest while the BMS speaks; while it is silent, the last ones for the hold time,
+        then what the BMS's fail-safe frames say (or nothing before any).
+        """
+        if fresh and limits is not None:
+            self._held, self._silent_s = limits, 0.0
+        else:
+            self._silent_s += dt_s
+            if self._held is not None and self._silent_s <= self.spec.inverter.hold_limits_s:
+                limits = self._held
+        self.obeyed = limits
+        return limits
+
+    def _obeying(
+        self,
+        k: int,
+        pack_voltage_v: float,
+        resistance_ohm: float,
+        charge_enabled: bool,
+        load_enabled: bool,
+        dt_s: float,
+        limits: InverterLimits | None,
+    ) -> PlantCurrents:
+        """The currents of a DVCC inverter system obeying ``limits`` (None: it waits)."""
+        inverter = self.spec.inverter
+        v = max(pack_voltage_v, 1.0)
+        solar_w, demand_w = self.profile(k)
+        offset = inverter.voltage_offset_v
+        reading_v = pack_voltage_v + offset
+        if limits is None:
+            cap_v, cap_a, dcl_a, dvl_v, cvl_v = 0.0, 0.0, 0.0, math.inf, math.inf
+        else:
+            cvl_v = limits.charge_voltage_v
+            # It holds CVL on its own reading: the true voltage it aims at is CVL - offset.
+            cap_v = cvl_v - offset
+            cap_a = math.inf if inverter.cvl_only else limits.charge_current_a
+            dcl_a, dvl_v = limits.discharge_current_a, limits.discharge_voltage_v
+        solar_previous_a = self.solar_charger.current_a
+        charger_a = self.solar_charger.step(
+            solar_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s, cap_v, cap_a
+        )
+        mains = self.mains_charger
+        if mains is not None:
+            solar_change_a = charger_a - solar_previous_a
+            charger_a += mains.step(
+                math.inf,
+                pack_voltage_v + solar_change_a * resistance_ohm,
+                resistance_ohm,
+                charge_enabled and self._mains_on[k - self._first],
+                dt_s,
+                cap_v,
+                max(0.0, cap_a - charger_a),
+            )
+        load_a = 0.0
+        if load_enabled and reading_v > dvl_v:
+            load_a = min(inverter.dc_current_a(demand_w, v), dcl_a)
+        if load_enabled and inverter.overvoltage_discharge_a and reading_v > cvl_v:
+            # Above CVL the Sunny Island pushes the excess into the grid, whatever DCL says.
+            load_a += inverter.overvoltage_discharge_a
         bypass_a = self.spec.bypass_load_w / v
         return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)

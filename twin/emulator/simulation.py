@@ -44,7 +44,7 @@ from twin.emulator.events import (
 from twin.emulator.pack import Pack, PackSpec, board_currents_a
 from twin.emulator.plant import Plant, PlantSpec
 from twin.emulator.sensor import CurrentSensor, SensorErrors, SensorWiring
-from twin.model.limits import LimitSettings
+from twin.model.limits import InverterLimits, LimitSettings
 from twin.model.logic import SECONDS_PER_DAY, LogicState, PackState
 from twin.model.relays import Condition, RelayDecision
 from twin.model.settings import BmsSettings
@@ -159,6 +159,9 @@ COLUMNS: tuple[str, ...] = (
     "board_temp_max_c",
     "ambient_c",
     "balancing_cells",
+    "cvl_v",
+    "ccl_a",
+    "dcl_a",
 )
 COLUMN = {name: index for index, name in enumerate(COLUMNS)}
 
@@ -337,6 +340,9 @@ class World:
         pack = self.pack
         ambient_c = s.ambient.at(t)
         chain = self.chain
+        # The inverter obeys what the BMS publishes; in real time that is the End board's own
+        # logic (the twin's shadows it, over CAN, with the same numbers).
+        state = chain.state
         currents = self.plant.currents(
             k,
             pack.pack_voltage_v,
@@ -344,6 +350,8 @@ class World:
             chain.charge_allowed,
             chain.discharge_allowed,
             dt,
+            None if state is None else state.limits,
+            state is not None and not state.inputs.comm_error,
         )
         self._last_charger_a, self._last_load_a = currents.charger_a, currents.load_a
         pack.step(
@@ -490,6 +498,9 @@ class Simulation(World):
         twin_state: PackState | None = None
         bms_state: PackState | None = None
         max_spread = 0.0
+        # The limits the twin publishes (what a CAN-connected inverter obeys in limits mode).
+        published: InverterLimits | None = None
+        published_fresh = False
         ambient_c = ambient.at(start_s)
         noise_rng = self._noise_rng
         for k in range(steps):
@@ -501,7 +512,16 @@ class Simulation(World):
             if k % 60 == 0:
                 ambient_c = ambient.at(t)
                 resistance = pack.ohmic_resistance_ohm
-            currents = plant.currents(k, pack.pack_voltage_v, resistance, bms_charge, bms_load, dt)
+            currents = plant.currents(
+                k,
+                pack.pack_voltage_v,
+                resistance,
+                bms_charge,
+                bms_load,
+                dt,
+                published,
+                published_fresh,
+            )
             charger_a, load_a, bypass_a = currents.charger_a, currents.load_a, currents.bypass_a
             self._last_charger_a, self._last_load_a = charger_a, load_a
             battery_a = charger_a - load_a - bypass_a
@@ -531,6 +551,9 @@ class Simulation(World):
                     rejected.clear()  # counted by the decoder; the runs are not kept
                 if stepped is not twin_state:
                     twin_state = stepped
+                    if twin_state is not None:
+                        published = twin_state.limits
+                        published_fresh = not twin_state.inputs.comm_error
                     comm_error = twin_state is not None and twin_state.inputs.comm_error
                     if comm_error and first_e is None:
                         first_e = now - start_s
@@ -597,6 +620,9 @@ class Simulation(World):
                     hottest_board,
                     ambient_c,
                     int(np.count_nonzero(pack.balancing)),
+                    published.charge_voltage_v if published is not None else math.nan,
+                    published.charge_current_a if published is not None else math.nan,
+                    published.discharge_current_a if published is not None else math.nan,
                 ))  # fmt: skip
             if progress is not None and (k + 1) % progress_every == 0:
                 progress(k + 1, steps)
