@@ -31,6 +31,7 @@ from typing import Any, Protocol, TextIO
 
 from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
+from twin.emulator.events import apply_changes
 from twin.emulator.faults import FaultPanel
 from twin.emulator.simulation import World
 from twin.errors import SourceError, StoreError
@@ -49,10 +50,13 @@ from twin.sources.base import ByteSource
 from twin.sources.capture import ReplaySource
 from twin.sources.emulator import EmulatorSource
 from twin.sources.serial import SerialSource
+from twin.sources.served import ServedUart
 from twin.store import PackMemory, StateStore
 
 log = logging.getLogger("twin")
 
+#: Wall seconds after the start in which "no frame yet" is not logged as an error.
+STARTUP_GRACE_S = 2.0
 #: How often the watchdog looks at each pack (wall seconds).
 WATCHDOG_INTERVAL_S = 0.25
 #: Backoff of a source that failed or ended, before it is started again.
@@ -190,6 +194,7 @@ class PackRuntime:
         local_day: Callable[[float], int],
         memory: PackMemory | None,
         world: World | None = None,
+        served: ServedUart | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -197,6 +202,10 @@ class PackRuntime:
         self.local_day = local_day
         self.world = world
         """The emulated pack behind an emulator source."""
+        self.served = served
+        """Where an emulated pack's UART stream is served to UART readers (pty, TCP)."""
+        self.scenario_ended = asyncio.Event()
+        """A scenario played live (``twin run --scenario``) reached its end."""
         self.faults = FaultPanel(world) if world is not None else None
         """Faults injected into the emulated pack from outside (MQTT)."""
         settings = restored_settings(config, memory)
@@ -223,6 +232,7 @@ class PackRuntime:
         self.source_failures = 0
         self._was_stale: bool | None = None
         self._started_s = timeline.now(asyncio.get_running_loop().time())
+        self._started_wall_s = asyncio.get_running_loop().time()
         self._was_divergent = False
 
     @property
@@ -276,6 +286,9 @@ class PackRuntime:
                         self._log_transition(state)
                         hub.publish(state)
                     backoff.reset()
+                if self.config.source.live is not None:
+                    self.scenario_ended.set()
+                    return  # the scenario is over: the service stops
                 log.warning("%s: source %s ended", self.pack_id, self.source.name)
                 if self.config.source.kind is SourceKind.REPLAY:
                     return  # a replay that ended stays ended; the watchdog reports it stale
@@ -285,10 +298,15 @@ class PackRuntime:
             await backoff.wait()
 
     async def run_watchdog(self, hub: StateHub) -> None:
-        """Mark the pack stale when its frames stop (checked every WATCHDOG_INTERVAL_S)."""
+        """Mark the pack stale when its frames stop (checked every WATCHDOG_INTERVAL_S).
+
+        Faster than real time it looks twice per emulated second, so that E comes within a
+        second of emulated time at any speed.
+        """
         loop = asyncio.get_running_loop()
+        interval_s = min(WATCHDOG_INTERVAL_S, 0.5 / max(self.timeline.rate, 1e-9))
         while True:
-            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            await asyncio.sleep(interval_s)
             now = self.timeline.now(loop.time())
             state = self.shadow.tick(now, self.local_day(now))
             if state is not None:
@@ -300,15 +318,19 @@ class PackRuntime:
         if state.stale != self._was_stale:
             if state.stale:
                 age = state.data_age_s
+                # Not an error yet within the watchdog time, nor (far faster than real time)
+                # while the service is still starting up.
                 just_started = (
                     state.now_s - self._started_s < self.config.source.assembly.stale_after_s
+                    or asyncio.get_running_loop().time() - self._started_wall_s < STARTUP_GRACE_S
                 )
                 if age is None and just_started:
                     return  # just started: not an error yet (the state says "no frame yet")
                 log.warning(
-                    "%s: no valid frame %s: communication error E, both relays off",
+                    "%s: no valid frame %s: communication error E, both relays off%s",
                     self.pack_id,
                     "yet" if age is None else f"for {age:.1f} s",
+                    self._emulated_at(state),
                 )
             else:
                 log.info("%s: receiving frames from %s", self.pack_id, self.source.name)
@@ -327,6 +349,13 @@ class PackRuntime:
                 log.info("%s: the BMS and the twin agree again", self.pack_id)
             self._was_divergent = state.divergent
 
+    def _emulated_at(self, state: TwinState) -> str:
+        """`` at hh:mm:ss`` of a scenario played live (its emulated clock); else nothing."""
+        if self.config.source.live is None:
+            return ""
+        whole = int(state.now_s)
+        return f" at {whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
     def _log_rejected(self) -> None:
         rejected = self.shadow.rejected
         if rejected:
@@ -343,27 +372,69 @@ def build_runtime(
     src = config.source
     if src.kind is SourceKind.EMULATOR:
         assert src.world is not None, "the config builds the emulated world"
-        start_s = now.hour * 3600.0 + now.minute * 60.0 + now.second
-        scenario = dataclasses.replace(
-            src.world,
-            start_h=start_s / 3600.0,
-            plant=dataclasses.replace(src.world.plant, day_of_year=now.timetuple().tm_yday),
-        )
+        live = src.live
+        if live is None:
+            # A pack emulated from now on: the world's clock and day are this machine's.
+            start_s = now.hour * 3600.0 + now.minute * 60.0 + now.second
+            scenario = dataclasses.replace(
+                src.world,
+                start_h=start_s / 3600.0,
+                plant=dataclasses.replace(src.world.plant, day_of_year=now.timetuple().tm_yday),
+            )
+            first_day = now.date().toordinal()
+        else:
+            # A scenario played live keeps its own clock and day.
+            scenario = src.world
+            start_s = scenario.start_h * 3600.0
+            first_day = dt.date(now.year, 1, 1).toordinal() + scenario.plant.day_of_year - 1
         world = World(scenario)
         if memory is not None:
             # The emulated BMS remembers what the twin remembers (both survived the restart).
             world.chain.logic.state = world.chain.logic.state.replace(
                 soc=memory.soc, energy=memory.energy
             )
-        emulator = EmulatorSource(world, name=f"emulator:{config.pack_id}", speed=speed)
-        first_day = now.date().toordinal()
+        out = src.served
+        served = (
+            ServedUart(
+                config.pack_id,
+                pty=out.pty,
+                pty_file=out.pty_file,
+                tcp_host=out.tcp_host,
+                tcp_port=out.tcp_port,
+                speed=speed,
+            )
+            if out.enabled
+            else None
+        )
+        emulator = EmulatorSource(
+            world,
+            name=f"emulator:{config.pack_id}",
+            speed=speed,
+            served=served,
+            events=scenario.events if live is not None else (),
+            duration_s=scenario.duration_s if live is not None else None,
+            hold=live is not None and live.hold,
+        )
 
         def emulated_day(time_s: float) -> int:
             return first_day + int((start_s + time_s) // 86_400.0)
 
-        return PackRuntime(
-            config, emulator, Timeline(0.0, loop.time(), speed), emulated_day, memory, world
+        runtime = PackRuntime(
+            config,
+            emulator,
+            Timeline(0.0, loop.time(), speed),
+            emulated_day,
+            memory,
+            world,
+            served,
         )
+
+        def twin_settings(changes: tuple[tuple[str, float | bool | str], ...]) -> None:
+            shadow = runtime.shadow
+            shadow.update_settings(apply_changes(shadow.settings, changes))
+
+        world.twin_settings = twin_settings  # a scenario's settings for the twin's end
+        return runtime
     if src.kind is SourceKind.SERIAL:
         serial_source = SerialSource(src.port, baudrate=src.baudrate, usb_serial=src.usb_serial)
         return PackRuntime(
@@ -479,6 +550,9 @@ class RunOptions:
     speed: float = 1.0
     quiet: bool = False
     state_path: str | None = None
+    persist: bool = True
+    """Restore and save the state file (a scenario played live starts from its own state and
+    leaves the service's file alone, unless a state file is named)."""
 
 
 class _StopRequestedError(Exception):
@@ -578,7 +652,7 @@ class Service:
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; then save and return."""
-        memories = self.store.load()
+        memories = self.store.load() if self.options.persist else {}
         if memories:
             log.info("restored %s from %s", ", ".join(sorted(memories)), self.store.path)
         for config in self.config.packs:
@@ -603,10 +677,19 @@ class Service:
                 pack.shadow.settings.cell_count,
                 pack.source.name,
             )
+        served = [pack.served for pack in self.packs if pack.served is not None]
         exporters = self._exporters()
-        modbus = exporters.get("modbus")
-        if isinstance(modbus, ModbusExporter):
-            await modbus.start()  # a port in use: StartupError, exit 2, nothing started
+        try:
+            # A port in use, here or for Modbus: StartupError, exit 2, nothing left running.
+            for outlet in served:
+                await outlet.start()
+            modbus = exporters.get("modbus")
+            if isinstance(modbus, ModbusExporter):
+                await modbus.start()
+        except BaseException:
+            for outlet in served:
+                await outlet.close()
+            raise
         # Everything built so far lives as long as the service: move it out of the cyclic
         # collector's way, so the per-request garbage of the servers is collected cheaply.
         gc.collect()
@@ -617,18 +700,37 @@ class Service:
                 for pack in self.packs:
                     group.create_task(pack.run_source(self.hub), name=f"source:{pack.pack_id}")
                     group.create_task(pack.run_watchdog(self.hub), name=f"watch:{pack.pack_id}")
-                group.create_task(self._save_periodically(), name="store")
+                    if pack.served is not None:
+                        group.create_task(pack.served.run(), name=f"uart:{pack.pack_id}")
+                if self.options.persist:
+                    group.create_task(self._save_periodically(), name="store")
                 for name, exporter in exporters.items():
                     group.create_task(_supervised(name, exporter.run), name=name)
                 if status is not None:
                     group.create_task(status.run(), name="status")
                 group.create_task(self._stop_on_request(), name="stop")
+                if any(pack.config.source.live is not None for pack in self.packs):
+                    group.create_task(self._stop_after_scenario(), name="scenario")
         except* _StopRequestedError:
             pass
-        if await self.save():
+        finally:
+            for outlet in served:
+                await outlet.close()
+        if not self.options.persist:
+            log.info("stopped")
+        elif await self.save():
             log.info("stopped; state saved to %s", self.store.path)
         else:
             log.error("stopped; the state could NOT be saved to %s (see above)", self.store.path)
+
+    async def _stop_after_scenario(self) -> None:
+        """``twin run --scenario`` without ``--hold``: stop when the scenario has ended."""
+        await asyncio.wait(
+            [asyncio.create_task(pack.scenario_ended.wait()) for pack in self.packs],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        log.info("the scenario has ended: stopping")
+        self.stopping.set()
 
     async def _stop_on_request(self) -> None:
         await self.stopping.wait()

@@ -49,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--state", metavar="FILE", help="state file (default: the config's [store] path)"
     )
+    run.add_argument(
+        "--scenario",
+        metavar="FILE",
+        help="play a scenario's pack, plant and timed events live, with the configuration's "
+        "exporters, and stop at its end (with --speed N: N times faster)",
+    )
+    run.add_argument(
+        "--hold",
+        action="store_true",
+        help="with --scenario: keep running after its end (the world goes on, no more events)",
+    )
 
     regmap = commands.add_parser("regmap", help="print the Modbus register map (Markdown or CSV)")
     regmap.add_argument(
@@ -281,8 +292,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from twin.logs import configure_logging
 
             config = load_config(args.config)
+            if args.hold and args.scenario is None:
+                raise ConfigError("--hold: only with --scenario")
+            if args.scenario is not None:
+                from twin.config import live_config, load_scenario
+
+                config = live_config(config, load_scenario(args.scenario), hold=args.hold)
             configure_logging(args.log_format, args.log_level)
-            options = RunOptions(speed=args.speed, quiet=args.quiet, state_path=args.state)
+            options = RunOptions(
+                speed=args.speed,
+                quiet=args.quiet,
+                state_path=args.state,
+                persist=args.scenario is None or args.state is not None,
+            )
             try:
                 return asyncio.run(serve(config, options))
             except KeyboardInterrupt:  # a second Ctrl-C while stopping

@@ -203,6 +203,9 @@ def test_a_replay_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
             "pack[0].source.usb_serial: only with port = 'auto'",
         ),
         ('kind = "replay"', "pack[0].source.file: missing"),
+        ('kind = "serial"\nuart_tcp_port = 7000', "pack[0].source.uart_tcp_port: only for kind"),
+        ("uart_tcp_port = 70000", "pack[0].source.uart_tcp_port: 70000 is out of range"),
+        ('uart_tcp_host = "not a host!"', "pack[0].source.uart_tcp_host:"),
         ('kind = "replay"\nfile = "nope.cap"', "pack[0].source.file: 'nope.cap': no such file"),
         ('kind = "usb"', "pack[0].source.kind: 'usb' is not allowed"),
         ('temperature_scale = "kelvin"', "pack[0].source.temperature_scale: 'kelvin'"),
@@ -399,3 +402,13 @@ def test_each_setting_has_one_default_and_no_copy_line() -> None:
         max_charge_current_a=pack.limits.max_charge_current_a,
         max_discharge_current_a=pack.limits.max_discharge_current_a,
     )
+
+
+def test_the_served_uart_of_an_emulated_pack(tmp_path: Path) -> None:
+    text = cfg('[pack.source]\nuart_pty_file = "uart.path"\nuart_tcp_port = 7001\n')
+    (pack,) = parse_config(text, "t.toml", tmp_path).packs
+    served = pack.source.served
+    assert served.enabled and served.pty and served.pty_file == tmp_path / "uart.path"
+    assert (served.tcp_host, served.tcp_port) == ("127.0.0.1", 7001)
+    (plain,) = parse_config(cfg(), "t.toml").packs
+    assert not plain.source.served.enabled

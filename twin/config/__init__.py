@@ -24,7 +24,7 @@ from twin.config.objects import (
 )
 from twin.config.register_maps import load_register_maps, parse_register_maps
 from twin.config.run import example_text, load_config, parse_config
-from twin.config.scenario import EventModel, load_scenario, parse_scenario
+from twin.config.scenario import EventModel, live_config, load_scenario, parse_scenario
 
 __all__ = [
     "EventModel",
@@ -35,6 +35,7 @@ __all__ = [
     "TwinConfig",
     "default_state_path",
     "example_text",
+    "live_config",
     "load_config",
     "load_register_maps",
     "load_scenario",

@@ -35,6 +35,27 @@ class SourceKind(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ServedUartSettings:
+    """Where an emulated pack's UART is served (``[pack.source] uart_*``).
+
+    ``twin.sources.served`` serves it.
+    """
+
+    pty: bool = False
+    """Serve on a pseudo-terminal (its path is logged)."""
+    pty_file: Path | None = None
+    """Also write the pseudo-terminal's path to this file (for a script to read)."""
+    tcp_host: str = "127.0.0.1"
+    tcp_port: int | None = None
+    """Serve raw bytes on this TCP port (None: no TCP; 0: any free port, logged)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Anything to serve."""
+        return self.pty or self.tcp_port is not None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceConfig:
     """A pack's byte source and the decoding of its frames."""
 
@@ -52,6 +73,19 @@ class SourceConfig:
     assembly: AssemblySettings = field(default_factory=AssemblySettings)
     world: Scenario | None = None
     """emulator: the emulated pack and its plant (the clock is set when the service starts)."""
+    served: ServedUartSettings = field(default_factory=ServedUartSettings)
+    """emulator: where its UART stream is served to UART readers (a pty, a TCP port)."""
+    live: LiveScenario | None = None
+    """emulator: the world is a scenario played live (``twin run --scenario``): its own clock
+    and day, its timed events; None: a pack emulated from now on, with no events."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveScenario:
+    """How ``twin run --scenario`` plays a scenario's world."""
+
+    hold: bool = False
+    """At the scenario's end keep running (the world goes on, no more events); else stop."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from twin.config.objects import PackConfig, SourceConfig, SourceKind
+from twin.config.objects import PackConfig, ServedUartSettings, SourceConfig, SourceKind
 from twin.config.schema import CurvePoints, PackModel, SourceModel
 from twin.emulator.chain import ChainSpec
 from twin.emulator.pack import PackSpec, Spread
@@ -235,6 +235,10 @@ _SOURCE_FIELDS_OF_KIND = {
     "charger_a": SourceKind.EMULATOR,
     "seed": SourceKind.EMULATOR,
     "inverter": SourceKind.EMULATOR,
+    "uart_pty": SourceKind.EMULATOR,
+    "uart_pty_file": SourceKind.EMULATOR,
+    "uart_tcp_port": SourceKind.EMULATOR,
+    "uart_tcp_host": SourceKind.EMULATOR,
 }
 
 #: The usable share of the cells that the example's capacity setting assumes (80 %): the
@@ -279,6 +283,12 @@ def _source_config(
         repeat=bool(source.repeat),
         frame_format=frame_format,
         world=world,
+        served=ServedUartSettings(
+            pty=bool(source.uart_pty) or source.uart_pty_file is not None,
+            pty_file=_relative(source.uart_pty_file, base_dir),
+            tcp_host=source.uart_tcp_host or "127.0.0.1",
+            tcp_port=source.uart_tcp_port,
+        ),
         assembly=AssemblySettings(
             frame_period_s=settings.message_period_s,
             cell_stale_factor=source.cell_stale_factor,
@@ -361,3 +371,11 @@ def _curve(points: CurvePoints | None) -> tuple[tuple[float, float], ...] | None
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _relative(name: str | None, base_dir: Path) -> Path | None:
+    """``name`` as a path, relative to ``base_dir`` unless absolute (None stays None)."""
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path

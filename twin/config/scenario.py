@@ -6,6 +6,7 @@ reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from twin.config.messages import validate
+from twin.config.objects import LiveScenario, PackConfig, SourceConfig, SourceKind, TwinConfig
 from twin.config.pack import pack_config
 from twin.config.run import read_text
 from twin.config.schema import Model, PackModel, Percent, Temperature
@@ -42,6 +44,7 @@ from twin.model.settings import (
     BmsSettings,
     Chemistry,
 )
+from twin.protocol.assembly import AssemblySettings
 from twin.protocol.frame import FirmwareLayout, FrameFormat, TemperatureScale
 
 # plant around it, the chain and timed events.
@@ -539,3 +542,38 @@ def _event(model: EventModel, where: str, settings: BmsSettings, duration_s: flo
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}.settings: {exc}") from exc
     return TimedEvent(at_s, action)
+
+
+def live_config(config: TwinConfig, scenario: Scenario, *, hold: bool = False) -> TwinConfig:
+    """``config`` with its packs replaced by the scenario's one, played live.
+
+    ``twin run --scenario``: the scenario's pack, plant, clock and timed events, with the
+    configuration's exporters. The pack takes the id and PIN of the configuration's first pack.
+    """
+    first = config.packs[0]
+    settings = scenario.settings
+    source = SourceConfig(
+        kind=SourceKind.EMULATOR,
+        frame_format=scenario.chain.frame_format,
+        world=scenario,
+        served=first.source.served,
+        assembly=AssemblySettings(
+            frame_period_s=settings.message_period_s,
+            stale_after_s=scenario.twin_stale_after_s,
+            layout=scenario.chain.frame_format.layout,
+        ),
+        live=LiveScenario(hold=hold),
+    )
+    pack = PackConfig(
+        pack_id=first.pack_id,
+        settings=settings,
+        limits=scenario.limits,
+        pin=first.pin,
+        initial_soc_pct=(
+            scenario.initial_bms_soc_pct
+            if scenario.initial_bms_soc_pct is not None
+            else first.initial_soc_pct
+        ),
+        source=source,
+    )
+    return dataclasses.replace(config, packs=(pack,))

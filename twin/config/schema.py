@@ -100,6 +100,27 @@ class LimitsModel(Model):
     overcurrent_margin_a: float = Field(default=_LIMITS.overcurrent_margin_a, ge=0.0, le=1000.0)
 
 
+#: A host name (RFC 1123 labels); an all-numeric dotted name must be a real IPv4 address.
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def _check_host(value: str) -> str:
+    """``value`` if it is an IP address or a host name; ``ValueError`` names it otherwise."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        numeric = all(label.isdigit() for label in value.rstrip(".").split("."))
+        if numeric or not _HOST_NAME.match(value):
+            raise ValueError(f"{value!r} is not an IP address or a host name") from None
+    return value
+
+
+Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
+
+
 class SourceModel(Model):
     """``[pack.source]``: where the pack's UART bytes come from, and how to read them."""
 
@@ -122,6 +143,13 @@ class SourceModel(Model):
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     inverter: Literal["relays", "limits"] | None = None
     """Emulator: what the emulated inverter and chargers obey (docs/testbench.md)."""
+    uart_pty: bool | None = None
+    """Emulator: serve the UART stream on a pseudo-terminal too."""
+    uart_pty_file: str | None = Field(default=None, min_length=1)
+    """Emulator: write the pseudo-terminal's path to this file."""
+    uart_tcp_port: int | None = Field(default=None, ge=0, le=65_535)
+    """Emulator: serve the UART stream's raw bytes on this TCP port (0: any free one)."""
+    uart_tcp_host: Host | None = None
 
 
 class PackModel(Model):
@@ -187,27 +215,6 @@ class StoreModel(Model):
 
     path: str | None = Field(default=None, min_length=1)
     save_interval_s: float = Field(default=30.0, ge=1.0, le=86_400.0)
-
-
-#: A host name (RFC 1123 labels); an all-numeric dotted name must be a real IPv4 address.
-_HOST_NAME = re.compile(
-    r"^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-
-
-def _check_host(value: str) -> str:
-    """``value`` if it is an IP address or a host name; ``ValueError`` names it otherwise."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        numeric = all(label.isdigit() for label in value.rstrip(".").split("."))
-        if numeric or not _HOST_NAME.match(value):
-            raise ValueError(f"{value!r} is not an IP address or a host name") from None
-    return value
-
-
-Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
 
 
 class ModbusModel(Model):

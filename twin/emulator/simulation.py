@@ -322,6 +322,10 @@ class World:
             s.plant, settings.cell_count, settings.vbalance_v, self.start_s, s.step_s
         )
         self.noise_probability = 0.0
+        self.twin_settings: Callable[[tuple[tuple[str, float | bool | str], ...]], None] | None = (
+            None
+        )
+        """Where a scenario's settings for the twin go in the live service (its shadow)."""
         self._noise_rng = np.random.default_rng(seed + 21)
         self._last_charger_a = self._last_load_a = 0.0
         """The plant's currents of the last step (a calibration bakes them in)."""
@@ -419,8 +423,10 @@ class World:
             self.wiring.calibrate(self._last_charger_a, self._last_load_a)
 
     def change_twin_settings(self, changes: tuple[tuple[str, float | bool | str], ...]) -> None:
-        """Settings changed at the twin's end of the wire only (none in a world alone)."""
-        raise ValueError("this world has no twin: change the settings of the BMS")
+        """Settings changed at the twin's end of the wire (``twin_settings``, when set)."""
+        if self.twin_settings is None:
+            raise ValueError("this world has no twin: change the settings of the BMS")
+        self.twin_settings(changes)
 
 
 class Simulation(World):
