@@ -12,7 +12,7 @@ import pytest
 
 from twin.config import load_scenario, parse_scenario
 from twin.emulator import Simulation
-from twin.emulator.events import BreakChain, ChangeSettings
+from twin.emulator.events import BreakChain, ChangeSettings, SetPlant
 from twin.errors import ConfigError
 
 TWIN = [sys.executable, "-m", "twin"]
@@ -170,3 +170,13 @@ temperature_scale = "offset276"
     assert result.twin_state is not None
     assert result.twin_state.inputs.current2_a is None  # one sensor: input 2 reads "X"
     assert result.summary.divergent_s == 0.0
+
+
+def test_a_plant_event_in_a_scenario_file(tmp_path: Path) -> None:
+    tables = {"load.csv": "hour,power_w\n0,300\n"}
+    plant = '\n[[event]]\nat_s = 100\nkind = "plant"\nsetpoint = "inverter_dc_a"\nvalue = -20\n'
+    scenario = parse_scenario(SMALL + plant + "timeout_s = 60\n", "s.toml", tables=tables)
+    assert SetPlant("inverter_dc_a", -20.0, 60.0) in [e.action for e in scenario.events]
+    bad = SMALL + plant.replace("inverter_dc_a", "grid_w")
+    with pytest.raises(ConfigError, match=r"event\[2\]\.setpoint: 'grid_w' is not a plant"):
+        parse_scenario(bad, "s.toml", tables=tables)

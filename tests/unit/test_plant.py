@@ -262,3 +262,74 @@ def test_impossible_inverter_options_are_refused() -> None:
         InverterSpec(voltage_offset_v=9.0)
     with pytest.raises(ValueError, match="hold_limits_s"):
         InverterSpec(hold_limits_s=-1.0)
+
+
+def test_a_controllers_inverter_setpoint_charges_and_discharges_within_the_relays() -> None:
+    plant = Plant(PlantSpec(solar=None), 16, 3.4, 12 * 3600.0, 1.0)
+    plant.set_point("inverter_dc_a", 40.0, 0.0)
+    charging = plant.currents(0, 52.0, 0.005, True, True, 1.0)
+    assert charging.load_a == -40.0 and charging.battery_a == pytest.approx(40.0)
+    assert plant.currents(1, 52.0, 0.005, False, True, 1.0).load_a == 0.0  # CHARGE relay off
+    plant.set_point("inverter_ac_w", -1880.0, 2.0)  # replaces the DC setpoint
+    assert set(plant.setpoints) == {"inverter_ac_w"}
+    feeding = plant.currents(2, 50.0, 0.005, True, True, 1.0)
+    assert feeding.load_a == pytest.approx(1880.0 / 0.94 / 50.0)
+    assert plant.currents(3, 50.0, 0.005, True, False, 1.0).load_a == 0.0  # LOAD relay off
+
+
+def test_with_limits_a_setpoint_is_capped_by_ccl_dcl_cvl_and_dvl() -> None:
+    plant = _dvcc()
+    plant.set_point("inverter_dc_a", 200.0, 0.0)
+    step = plant.currents(0, 52.0, 0.005, True, True, 1.0, _published(charge_current_a=30.0))
+    assert step.charger_a + -step.load_a == pytest.approx(30.0)  # sun and inverter within CCL
+    full = plant.currents(1, 55.3, 0.005, True, True, 1.0, _published())
+    assert full.load_a == 0.0  # at CVL the inverter stops charging
+    plant.set_point("inverter_dc_a", -200.0, 2.0)
+    assert plant.currents(2, 52.0, 0.005, True, True, 1.0, _published()).load_a == 5.0  # DCL
+    assert plant.currents(3, 47.0, 0.005, True, True, 1.0, _published()).load_a == 0.0  # DVL
+
+
+def test_setpoints_expire_back_to_the_profile_and_are_reported() -> None:
+    spec = PlantSpec(solar=SolarSpec(cloudiness=0.0), load=LoadSpec(annual_kwh=3500.0))
+    plant = Plant(spec, 16, 3.4, 12 * 3600.0, 1.0)
+    profile = plant.currents(0, 52.0, 0.005, True, True, 1.0)
+    plant.set_point("load_w", 0.0, 1.0, timeout_s=3.0)
+    plant.set_point("solar_limit_pct", 0.0, 1.0)
+    held = plant.currents(1, 52.0, 0.005, True, True, 1.0)
+    assert held.load_a == pytest.approx(20.0 / 52.0)  # no demand: the inverter's own use only
+    assert held.charger_a == 0.0
+    assert held.solar_w == pytest.approx(profile.solar_w, rel=1e-3)  # still recorded
+    plant.currents(4, 52.0, 0.005, True, True, 1.0)  # t = 4 s: the load setpoint ended
+    assert plant.expired == ["load_w"] and set(plant.setpoints) == {"solar_limit_pct"}
+    assert plant.currents(5, 52.0, 0.005, True, True, 1.0).load_a > 20.0 / 52.0
+    assert plant.clear_point("solar_limit_pct") and not plant.clear_point("solar_limit_pct")
+    assert plant.currents(6, 52.0, 0.005, True, True, 1.0).charger_a > 0.0
+
+
+def test_the_mains_charger_can_be_switched_over_its_hours() -> None:
+    mains = ChargerSpec(max_current_a=40.0, absorption_v=55.2, float_v=54.0)
+    spec = PlantSpec(solar=None, load=None, mains_charger=mains, mains_from_h=22.0, mains_to_h=6.0)
+    plant = Plant(spec, 16, 3.4, 12 * 3600.0, 1.0)
+    assert plant.currents(0, 52.0, 0.005, True, True, 1.0).charger_a == 0.0  # noon: off
+    plant.set_point("mains_charger", 1.0, 1.0)
+    assert plant.currents(1, 52.0, 0.005, True, True, 1.0).charger_a == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="no mains charger"):
+        Plant(PlantSpec(), 16, 3.4, 0.0, 1.0).set_point("mains_charger", 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "timeout_s", "message"),
+    [
+        ("inverter_kw", 1.0, None, "not a plant setpoint"),
+        ("load_w", -5.0, None, r"load_w: -5 is out of range \(allowed 0..1e\+06\)"),
+        ("solar_limit_pct", float("nan"), None, "out of range"),
+        ("mains_charger", 0.5, None, "no mains charger"),
+        ("inverter_dc_a", 10.0, 0.0, "timeout_s"),
+    ],
+)
+def test_bad_setpoints_are_refused_naming_the_problem(
+    name: str, value: float, timeout_s: float | None, message: str
+) -> None:
+    plant = Plant(PlantSpec(), 16, 3.4, 0.0, 1.0)
+    with pytest.raises(ValueError, match=message):
+        plant.set_point(name, value, 0.0, timeout_s)

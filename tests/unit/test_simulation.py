@@ -13,6 +13,7 @@ from twin.emulator.events import (
     ChangeSettings,
     LeakyCell,
     SensorFaultEvent,
+    SetPlant,
     WeakCell,
     WireNoise,
     apply_changes,
@@ -20,7 +21,7 @@ from twin.emulator.events import (
 from twin.emulator.pack import PackSpec, Spread
 from twin.emulator.plant import LoadSpec, PlantSpec, SolarSpec
 from twin.emulator.sensor import SensorErrors
-from twin.emulator.simulation import SensorSetup
+from twin.emulator.simulation import SensorSetup, World
 from twin.model.settings import BmsSettings
 
 SETTINGS = BmsSettings(cell_count=8, vmin_v=2.9, vbalance_v=3.4, vmax_v=3.7, capacity_wh=7168)
@@ -126,3 +127,29 @@ def test_a_scenario_is_reproducible() -> None:
     b = Simulation(_scenario(sensors=SensorSetup())).run()
     assert (a.data == b.data).all()
     assert a.changes == b.changes
+
+
+def test_a_plant_event_sets_the_inverter_for_its_timeout_then_the_profile_returns() -> None:
+    events = (TimedEvent(200.0, SetPlant("inverter_dc_a", -30.0, timeout_s=100.0)),)
+    result = Simulation(
+        _scenario(plant=PlantSpec(solar=None, load=None), events=events, record_s=1.0)
+    ).run()
+    battery = result.column("battery_a")
+    times = result.column("time_s")
+    during = battery[(times > 205.0) & (times < 295.0)]
+    after = battery[times > 310.0]
+    assert during.min() == pytest.approx(-30.0, abs=0.01)
+    assert during.max() == pytest.approx(-30.0, abs=0.01)
+    assert abs(after).max() < 1.0  # only the inverter's idle draw (no load, no sun)
+
+
+def test_a_live_world_takes_setpoints_and_reports_them() -> None:
+    world = World(_scenario())
+    world.set_plant("load_w", 0.0, timeout_s=5.0)
+    assert world.plant_setpoints() == {"load_w": (0.0, 5.0)}
+    for _ in range(3):
+        world.advance()
+    assert world.plant_setpoints() == {"load_w": (0.0, 2.0)}
+    with pytest.raises(ValueError, match="not a plant setpoint"):
+        world.set_plant("grid_w", 1.0)
+    assert world.clear_plant("load_w") and world.plant_setpoints() == {}

@@ -218,6 +218,9 @@ class EventModel(Model):
     power_w: float | None = None
     settings: dict[str, float | bool | str] | None = None
     target: str | None = None
+    setpoint: str | None = None
+    value: float | None = None
+    timeout_s: float | None = None
 
     @field_validator("kind")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from twin.emulator.chain import SensorFault
+from twin.emulator.plant import PLANT_SETPOINTS
 from twin.model.settings import BmsSettings
 
 # ---- the actions ------------------------------------------------------------------------
@@ -92,6 +93,18 @@ class ChangeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SetPlant:
+    """A controller sets the plant: ``setpoint`` to ``value`` for ``timeout_s``.
+
+    ``value`` None: back to the profile; ``timeout_s`` None: until changed.
+    """
+
+    setpoint: str
+    value: float | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Calibrate:
     """Zero calibration of the current sensors, whatever current flows at that moment."""
 
@@ -106,6 +119,7 @@ Action = (
     | WireNoise
     | BypassLoad
     | ChangeSettings
+    | SetPlant
     | Calibrate
 )
 
@@ -201,6 +215,14 @@ EVENT_KINDS: dict[str, EventKind] = {
             live=False,
         ),
         EventKind(
+            "plant",
+            ("setpoint",),
+            (("value", None), ("timeout_s", None)),
+            "a controller sets the plant: setpoint (inverter_dc_a, inverter_ac_w, load_w, "
+            "solar_limit_pct, mains_charger) to value, for timeout_s; no value: the profile",
+            live=False,
+        ),
+        EventKind(
             "calibrate",
             (),
             (),
@@ -250,6 +272,20 @@ def check_parameter(name: str, value: object, cells: int, sensors: int) -> objec
         if value not in ("both", "bms", "twin"):
             raise ValueError(f"target: {value!r} is not 'both', 'bms' or 'twin'")
         return value
+    if name == "setpoint":
+        if value not in PLANT_SETPOINTS:
+            raise ValueError(
+                f"setpoint: {value!r} is not a plant setpoint (one of {', '.join(PLANT_SETPOINTS)})"
+            )
+        return value
+    if name == "value":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"value: {value!r} is not a number")
+        return float(value)
+    if name == "timeout_s":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"timeout_s: {value!r} must be a number > 0")
+        return float(value)
     if name == "settings":
         if not isinstance(value, Mapping):
             raise ValueError("settings: not a table of settings")
@@ -313,6 +349,10 @@ def build_action(kind: str, values: Mapping[str, object]) -> Action:
         changes = values["settings"]
         assert isinstance(changes, tuple)
         return ChangeSettings(changes, str(values.get("target", "both")))
+    if kind == "plant":
+        return SetPlant(
+            str(values["setpoint"]), _float(values, "value"), _float(values, "timeout_s")
+        )
     if kind == "calibrate":
         return Calibrate()
     raise ValueError(f"no event kind {kind!r} (one of {', '.join(EVENT_KINDS)})")

@@ -460,8 +460,49 @@ class PlantSpec:
             raise ValueError("mains hours must be in 0..24")
 
 
+#: What a controller under test may set in the emulated plant: name -> (unit, low, high, what).
+#: Each setpoint holds until it is cleared or its timeout ends; then the plant's own profile
+#: takes over again (a safe remote setpoint).
+PLANT_SETPOINTS: dict[str, tuple[str, float, float, str]] = {
+    "inverter_dc_a": (
+        "A",
+        -10_000.0,
+        10_000.0,
+        "the inverter's DC current: + charges the battery from AC, - discharges it into AC",
+    ),
+    "inverter_ac_w": (
+        "W",
+        -1_000_000.0,
+        1_000_000.0,
+        "the inverter's AC power: + charges the battery from AC, - feeds AC from it",
+    ),
+    "load_w": ("W", 0.0, 1_000_000.0, "the household's AC demand, instead of its profile"),
+    "solar_limit_pct": (
+        "%",
+        0.0,
+        100.0,
+        "the share of the array's power the solar charger may take (curtailment)",
+    ),
+    "mains_charger": ("", 0.0, 1.0, "the mains charger on (1) or off (0), instead of its hours"),
+}
+#: The two inverter setpoints say the same thing two ways: setting one clears the other.
+_INVERTER_SETPOINTS = ("inverter_dc_a", "inverter_ac_w")
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """A value a controller set, and when it expires (plant seconds; None: when cleared)."""
+
+    value: float
+    until_s: float | None = None
+
+
 class PlantCurrents(Value):
-    """One step's currents, all >= 0."""
+    """One step's currents.
+
+    All >= 0, but ``load_a``, which is negative while the inverter charges the battery from AC
+    (a controller's setpoint).
+    """
 
     FIELDS: ClassVar = ("charger_a", "load_a", "bypass_a", "solar_w", "demand_w")
     __slots__ = FIELDS
@@ -523,6 +564,10 @@ class Plant:
         self.mains_charger = (
             Charger(spec.mains_charger, cell_count) if spec.mains_charger is not None else None
         )
+        self.setpoints: dict[str, Setpoint] = {}
+        """What controllers set (``set_point``), by name of ``PLANT_SETPOINTS``."""
+        self.expired: list[str] = []
+        """Setpoints whose timeout ended, for the caller to report (it clears the list)."""
         self.obeyed: InverterLimits | None = None
         """The limits the inverter obeyed in the last step (``limits`` mode; else None)."""
         self._held: InverterLimits | None = None
@@ -531,6 +576,78 @@ class Plant:
         self._solar_w: list[float] = []
         self._demand_w: list[float] = []
         self._mains_on: list[bool] = []
+
+    def set_point(
+        self, name: str, value: float, now_s: float, timeout_s: float | None = None
+    ) -> None:
+        """A controller's setpoint from ``now_s`` (plant seconds) on.
+
+        With ``timeout_s`` it expires then and the profile takes over again; ``ValueError``
+        names a bad one.
+        """
+        if name not in PLANT_SETPOINTS:
+            raise ValueError(f"{name}: not a plant setpoint (one of {', '.join(PLANT_SETPOINTS)})")
+        _, low, high, _ = PLANT_SETPOINTS[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name}: {value!r} is not a number")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"{name}: {value:g} is out of range (allowed {low:g}..{high:g})")
+        if name == "mains_charger":
+            if self.mains_charger is None:
+                raise ValueError("mains_charger: this plant has no mains charger")
+            if value not in (0.0, 1.0):
+                raise ValueError(f"mains_charger: {value:g} is not 0 (off) or 1 (on)")
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s: {timeout_s!r} must be > 0")
+        if name in _INVERTER_SETPOINTS:
+            for other in _INVERTER_SETPOINTS:
+                self.setpoints.pop(other, None)
+        self.setpoints[name] = Setpoint(
+            float(value), None if timeout_s is None else now_s + timeout_s
+        )
+
+    def clear_point(self, name: str) -> bool:
+        """Back to the profile for ``name``; False when it was not set."""
+        if name not in PLANT_SETPOINTS:
+            raise ValueError(f"{name}: not a plant setpoint (one of {', '.join(PLANT_SETPOINTS)})")
+        return self.setpoints.pop(name, None) is not None
+
+    def _expire(self, now_s: float) -> None:
+        for name, point in list(self.setpoints.items()):
+            if point.until_s is not None and now_s >= point.until_s:
+                del self.setpoints[name]
+                self.expired.append(name)
+
+    def _inverter_dc_a(self, pack_voltage_v: float) -> float | None:
+        """The inverter's DC current a controller set (+ charging), or None (the profile)."""
+        points = self.setpoints
+        if "inverter_dc_a" in points:
+            return points["inverter_dc_a"].value
+        if "inverter_ac_w" in points:
+            ac_w = points["inverter_ac_w"].value
+            efficiency = self.spec.inverter.efficiency
+            dc_w = ac_w * efficiency if ac_w > 0 else ac_w / efficiency
+            return dc_w / max(pack_voltage_v, 1.0)
+        return None
+
+    def _profiles(self, k: int) -> tuple[float, float, float, bool]:
+        """The profiles at step ``k`` with the controllers' setpoints applied.
+
+        (solar W offered, W the solar charger may take, household W, mains charger on).
+        """
+        solar_w, demand_w = self.profile(k)
+        usable_w = solar_w
+        mains = self._mains_on[k - self._first]
+        points = self.setpoints
+        if points:
+            self._expire(k * self.step_s)
+            if "solar_limit_pct" in points:
+                usable_w = solar_w * points["solar_limit_pct"].value / 100.0
+            if "load_w" in points:
+                demand_w = points["load_w"].value
+            if "mains_charger" in points:
+                mains = points["mains_charger"].value == 1.0
+        return solar_w, usable_w, demand_w, mains
 
     def _load_day(self, k: int) -> None:
         """Compute the profiles of the local day that step ``k`` falls in."""
@@ -594,10 +711,10 @@ class Plant:
                 self._obey(limits, limits_fresh, dt_s),
             )
         v = max(pack_voltage_v, 1.0)
-        solar_w, demand_w = self.profile(k)
+        solar_w, usable_w, demand_w, mains_on = self._profiles(k)
         solar_previous_a = self.solar_charger.current_a
         charger_a = self.solar_charger.step(
-            solar_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s
+            usable_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s
         )
         mains = self.mains_charger
         if mains is not None:
@@ -608,10 +725,17 @@ class Plant:
                 math.inf,
                 pack_voltage_v + solar_change_a * resistance_ohm,
                 resistance_ohm,
-                charge_enabled and self._mains_on[k - self._first],
+                charge_enabled and mains_on,
                 dt_s,
             )
-        load_a = inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        setpoint_a = self._inverter_dc_a(v)
+        if setpoint_a is None:
+            load_a = inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        elif setpoint_a > 0:
+            # Charging from AC follows the CHARGE relay, discharging the LOAD relay.
+            load_a = -setpoint_a if charge_enabled else 0.0
+        else:
+            load_a = -setpoint_a if load_enabled else 0.0
         bypass_a = self.spec.bypass_load_w / v
         return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
 
@@ -645,7 +769,7 @@ class Plant:
         """The currents of a DVCC inverter system obeying ``limits`` (None: it waits)."""
         inverter = self.spec.inverter
         v = max(pack_voltage_v, 1.0)
-        solar_w, demand_w = self.profile(k)
+        solar_w, usable_w, demand_w, mains_on = self._profiles(k)
         offset = inverter.voltage_offset_v
         reading_v = pack_voltage_v + offset
         if limits is None:
@@ -658,7 +782,7 @@ class Plant:
             dcl_a, dvl_v = limits.discharge_current_a, limits.discharge_voltage_v
         solar_previous_a = self.solar_charger.current_a
         charger_a = self.solar_charger.step(
-            solar_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s, cap_v, cap_a
+            usable_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s, cap_v, cap_a
         )
         mains = self.mains_charger
         if mains is not None:
@@ -667,14 +791,22 @@ class Plant:
                 math.inf,
                 pack_voltage_v + solar_change_a * resistance_ohm,
                 resistance_ohm,
-                charge_enabled and self._mains_on[k - self._first],
+                charge_enabled and mains_on,
                 dt_s,
                 cap_v,
                 max(0.0, cap_a - charger_a),
             )
         load_a = 0.0
-        if load_enabled and reading_v > dvl_v:
-            load_a = min(inverter.dc_current_a(demand_w, v), dcl_a)
+        setpoint_a = self._inverter_dc_a(v)
+        if setpoint_a is None:
+            if load_enabled and reading_v > dvl_v:
+                load_a = min(inverter.dc_current_a(demand_w, v), dcl_a)
+        elif setpoint_a > 0:
+            # Charging from AC: what CCL leaves after the chargers, never above CVL.
+            if charge_enabled and reading_v < cvl_v:
+                load_a = -min(setpoint_a, max(0.0, cap_a - charger_a))
+        elif load_enabled and reading_v > dvl_v:
+            load_a = min(-setpoint_a, dcl_a)
         if load_enabled and inverter.overvoltage_discharge_a and reading_v > cvl_v:
             # Above CVL the Sunny Island pushes the excess into the grid, whatever DCL says.
             load_a += inverter.overvoltage_discharge_a

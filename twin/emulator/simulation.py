@@ -36,6 +36,7 @@ from twin.emulator.events import (
     LeakyCell,
     RepairChain,
     SensorFaultEvent,
+    SetPlant,
     TimedEvent,
     WeakCell,
     WireNoise,
@@ -419,8 +420,34 @@ class World:
                 chain.update_settings(apply_changes(chain.settings, action.changes))
             if action.target in ("both", "twin"):
                 self.change_twin_settings(action.changes)
+        elif isinstance(action, SetPlant):
+            if action.value is None:
+                self.plant.clear_point(action.setpoint)
+            else:
+                self.plant.set_point(action.setpoint, action.value, now_s, action.timeout_s)
         elif isinstance(action, Calibrate):
             self.wiring.calibrate(self._last_charger_a, self._last_load_a)
+
+    @property
+    def plant_time_s(self) -> float:
+        """The plant's clock: seconds since the world started (what setpoints expire on)."""
+        return self._steps * self.scenario.step_s
+
+    def set_plant(self, name: str, value: float, timeout_s: float | None = None) -> None:
+        """A controller's setpoint, from now on; ``ValueError`` names a bad one."""
+        self.plant.set_point(name, value, self.plant_time_s, timeout_s)
+
+    def clear_plant(self, name: str) -> bool:
+        """Back to the plant's profile for ``name``; False when it was not set."""
+        return self.plant.clear_point(name)
+
+    def plant_setpoints(self) -> dict[str, tuple[float, float | None]]:
+        """The setpoints in effect: name -> (value, seconds left or None)."""
+        now = self.plant_time_s
+        return {
+            name: (point.value, None if point.until_s is None else max(0.0, point.until_s - now))
+            for name, point in self.plant.setpoints.items()
+        }
 
     def change_twin_settings(self, changes: tuple[tuple[str, float | bool | str], ...]) -> None:
         """Settings changed at the twin's end of the wire (``twin_settings``, when set)."""
