@@ -282,6 +282,7 @@ class PackRuntime:
                     now = chunk.time_s if chunk.time_s is not None else self.timeline.now(wall)
                     state = self.shadow.feed(chunk.data, now, self.local_day(now))
                     self._log_rejected()
+                    self._log_expired()
                     if state is not None:
                         self._log_transition(state)
                         hub.publish(state)
@@ -355,6 +356,13 @@ class PackRuntime:
             return ""
         whole = int(state.now_s)
         return f" at {whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+    def _log_expired(self) -> None:
+        world = self.world
+        if world is not None and world.plant.expired:
+            for name in world.plant.expired:
+                log.info("%s: plant %s timed out: back to the profile", self.pack_id, name)
+            world.plant.expired.clear()
 
     def _log_rejected(self) -> None:
         rejected = self.shadow.rejected
@@ -635,6 +643,37 @@ class Service:
         """The emulator faults in effect in the pack."""
         panel = self._pack(pack_id).faults
         return {} if panel is None else panel.active()
+
+    def _world(self, pack_id: str) -> World:
+        world = self._pack(pack_id).world
+        if world is None:
+            raise ValueError(f"{pack_id} is not an emulated pack: its plant is real")
+        return world
+
+    def set_plant(self, pack_id: str, name: str, value: float, timeout_s: float | None) -> None:
+        """A controller's plant setpoint for an emulated pack (``ValueError`` names a bad one)."""
+        self._world(pack_id).set_plant(name, value, timeout_s)
+        log.info(
+            "%s: plant %s = %g%s (a controller)",
+            pack_id,
+            name,
+            value,
+            "" if timeout_s is None else f" for {timeout_s:g} s",
+        )
+
+    def clear_plant(self, pack_id: str, name: str) -> bool:
+        """A plant setpoint back to the pack's profile; False when it was not set."""
+        cleared = self._world(pack_id).clear_plant(name)
+        if cleared:
+            log.info("%s: plant %s back to the profile (a controller)", pack_id, name)
+        return cleared
+
+    def plant_setpoints(self, pack_id: str) -> dict[str, float]:
+        """The plant setpoints in effect (none for a real BMS)."""
+        world = self._pack(pack_id).world
+        if world is None:
+            return {}
+        return {name: value for name, (value, _) in world.plant_setpoints().items()}
 
     def memories(self) -> dict[str, PackMemory]:
         """What the store keeps, for every pack."""

@@ -9,6 +9,7 @@ import pytest
 
 from tests.factories import lfp_settings, readouts
 from tests.frames import frame_stream, sample_frame
+from twin.errors import CommandError
 from twin.exporters.mqtt_map import (
     ENTITIES,
     FLEET_KEYS,
@@ -17,10 +18,12 @@ from twin.exporters.mqtt_map import (
     cell_values,
     changed,
     command_pin,
+    command_subscriptions,
     discovery_configs,
     fleet_state,
     pack_state,
     parse_command,
+    plant_values,
     result_payload,
     setting_values,
     unit_of_state_topic,
@@ -267,3 +270,26 @@ def test_a_removed_units_topics() -> None:
         "site/twin/old/cell/2/balancing" in topics and "site/twin/old/cell/3/temp_c" not in topics
     )
     assert "site/twin/old/settings" in topics and "site/twin/old/emulator/faults" in topics
+
+
+def test_plant_commands_are_parsed_with_their_problems_named() -> None:
+    settings = MqttSettings(prefix="twin")
+    assert "twin/+/emulator/plant/+" in command_subscriptions(settings)
+    command = parse_command(
+        settings, "twin/pack1/emulator/plant/inverter_dc_a", b'{"value": -30, "timeout_s": 60}'
+    )
+    assert command is not None and command.kind == "plant" and command.name == "inverter_dc_a"
+    assert command.label == "emulator/plant/inverter_dc_a"
+    assert plant_values(command) == (-30.0, 60.0)
+    clear = parse_command(settings, "twin/pack1/emulator/plant/load_w", b'{"clear": true}')
+    assert clear is not None and plant_values(clear) == (None, None)
+    for payload, problem in (
+        (b"{}", 'no "value"'),
+        (b'{"value": "a lot"}', "is not a number"),
+        (b'{"value": 1, "clear": true}', "not both"),
+        (b'{"value": 1, "for": 3}', "for is not value, timeout_s or clear"),
+    ):
+        bad = parse_command(settings, "twin/pack1/emulator/plant/load_w", payload)
+        assert bad is not None
+        with pytest.raises(CommandError, match=problem):
+            plant_values(bad)

@@ -50,6 +50,7 @@ from twin.exporters.mqtt_map import (
     object_prefix,
     pack_state,
     parse_command,
+    plant_values,
     result_payload,
     setting_values,
     unit_of_state_topic,
@@ -345,6 +346,8 @@ class MqttExporter:
             if self.port.emulated(unit):
                 faults = json.dumps(self.port.active_faults(unit), sort_keys=True)
                 texts[f"{base}/emulator/faults"] = faults
+                plant = json.dumps(self.port.plant_setpoints(unit), sort_keys=True)
+                texts[f"{base}/emulator/plant"] = plant
             for topic, text in list(texts.items()):
                 if force or self._last_text.get(topic) != text:
                     batch.append((topic, text))
@@ -473,6 +476,8 @@ class MqttExporter:
             self._check_pin(command)
             self.port.clear_counters(unit)
             message = "energy totals cleared"
+        elif command.kind == "plant":
+            message, extra = self._plant(command)
         else:
             message, extra = self._fault(command)
         await self._publish_now(client, unit)
@@ -507,6 +512,19 @@ class MqttExporter:
             "params": values,
             "faults": self.port.active_faults(unit),
         }
+
+    def _plant(self, command: Command) -> tuple[str, dict[str, Any]]:
+        unit, name = command.unit, command.name
+        if not self.port.emulated(unit):
+            raise CommandError(f"{unit} is not an emulated pack: its plant is real")
+        value, timeout_s = plant_values(command)
+        if value is None:
+            cleared = self.port.clear_plant(unit, name)
+            text = f"{name}: back to the profile" if cleared else f"{name}: was not set"
+        else:
+            self.port.set_plant(unit, name, value, timeout_s)
+            text = f"{name} = {value:g}" + ("" if timeout_s is None else f" for {timeout_s:g} s")
+        return text, {"plant": self.port.plant_setpoints(unit)}
 
     async def _publish_now(self, client: aiomqtt.Client, unit: str) -> None:
         """A command's effect on the settings and faults topics, without waiting for a frame."""

@@ -357,7 +357,8 @@ class Command:
     """A command found on ``<prefix>/<unit>/...``.
 
     ``kind`` is ``set`` (``name`` a setting, or empty with ``values``), ``cmd`` (``name`` e.g.
-    ``clear_counters``) or ``fault`` (``name`` an emulator fault).
+    ``clear_counters``), ``fault`` (``name`` an emulator fault) or ``plant`` (``name`` a plant
+    setpoint of an emulated pack).
     """
 
     unit: str
@@ -370,7 +371,12 @@ class Command:
     @property
     def label(self) -> str:
         """The command as the result names it (``set/vmax_v``)."""
-        path = {"set": "set", "cmd": "cmd", "fault": "emulator/fault"}[self.kind]
+        path = {
+            "set": "set",
+            "cmd": "cmd",
+            "fault": "emulator/fault",
+            "plant": "emulator/plant",
+        }[self.kind]
         return f"{path}/{self.name}" if self.name else path
 
     @property
@@ -388,6 +394,7 @@ def command_subscriptions(settings: MqttSettings) -> list[str]:
         topics += [f"{prefix}/+/set", f"{prefix}/+/set/+", f"{prefix}/+/cmd/+"]
     if settings.emulator_faults:
         topics.append(f"{prefix}/+/emulator/fault/+")
+        topics.append(f"{prefix}/+/emulator/plant/+")
     return topics
 
 
@@ -407,6 +414,8 @@ def parse_command(settings: MqttSettings, topic: str, payload: bytes) -> Command
         unit, kind, name = parts[0], parts[1], parts[2]
     elif len(parts) == 4 and parts[1:3] == ["emulator", "fault"]:
         unit, kind, name = parts[0], "fault", parts[3]
+    elif len(parts) == 4 and parts[1:3] == ["emulator", "plant"]:
+        unit, kind, name = parts[0], "plant", parts[3]
     else:
         return None
     if len(payload) > MAX_COMMAND_BYTES:
@@ -494,7 +503,12 @@ def unit_topics(settings: MqttSettings, unit: str, cells: int) -> list[str]:
     """Every retained topic the twin publishes for a unit (to clear it when it is removed)."""
     base = settings.base(unit)
     keys = set(PACK_KEYS) | set(FLEET_KEYS)
-    topics = [f"{base}/state", f"{base}/settings", f"{base}/emulator/faults"]
+    topics = [
+        f"{base}/state",
+        f"{base}/settings",
+        f"{base}/emulator/faults",
+        f"{base}/emulator/plant",
+    ]
     topics += [f"{base}/{key}" for key in sorted(keys)]
     for n in range(1, cells + 1):
         topics += [f"{base}/cell/{n}/{name}" for name in CELL_KEYS]
@@ -538,3 +552,30 @@ FLEET_FIELDS = (
 PACK_KEYS = PACK_FIELDS + tuple(old for old, new in ALIASES.items() if new in PACK_FIELDS)
 #: Every key of the fleet's state.
 FLEET_KEYS = FLEET_FIELDS + tuple(old for old, new in ALIASES.items() if new in FLEET_FIELDS)
+
+
+def plant_values(command: Command) -> tuple[float | None, float | None]:
+    """(value, timeout_s) of a ``plant`` command; value None: ``{"clear": true}``.
+
+    ``{"value": v}`` or ``{"value": v, "timeout_s": t}`` sets the setpoint (for ``t`` seconds
+    of the plant's time), ``{"clear": true}`` hands it back to the plant's profile.
+    """
+    payload = command.payload
+    unknown = sorted(set(payload) - {"value", "timeout_s", "clear", "id"})
+    if unknown:
+        raise CommandError(f"{command.label}: {unknown[0]} is not value, timeout_s or clear")
+    clear = payload.get("clear", False)
+    if not isinstance(clear, bool):
+        raise CommandError(f'"clear": {clear!r} is not true or false')
+    if clear:
+        if "value" in payload:
+            raise CommandError(f"{command.label}: give value or clear, not both")
+        return None, None
+    if "value" not in payload:
+        raise CommandError(f'{command.label}: no "value" in the payload (or "clear": true)')
+    value, timeout = payload["value"], payload.get("timeout_s")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError(f"{command.label}: value {value!r} is not a number")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise CommandError(f"{command.label}: timeout_s {timeout!r} is not a number")
+    return float(value), None if timeout is None else float(timeout)

@@ -91,3 +91,15 @@ class CommandPort(SettingsPort, Protocol):
     def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
         """The emulator faults in effect now."""
         ...
+
+    def set_plant(self, pack_id: str, name: str, value: float, timeout_s: float | None) -> None:
+        """A plant setpoint of an emulated pack; ``ValueError`` names a bad one."""
+        ...
+
+    def clear_plant(self, pack_id: str, name: str) -> bool:
+        """A plant setpoint back to the profile; False when it was not set."""
+        ...
+
+    def plant_setpoints(self, pack_id: str) -> dict[str, float]:
+        """The plant setpoints in effect now (none for a real BMS)."""
+        ...

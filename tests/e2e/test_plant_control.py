@@ -1,0 +1,88 @@
+"""A controller under test sets the emulated plant over MQTT; Modbus and MQTT show the effect."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.modbus_raw import RawModbus
+from tests.e2e.service import TwinProcess, free_port, wait_until, write_config
+from tests.mqtt_broker import Broker, Watcher
+
+pytestmark = pytest.mark.slow
+
+
+def _current2_a(port: int) -> float:
+    """Register 106-107: sensor 2 (the inverter's path), int32 x 0.01 A, + = out."""
+    with RawModbus(port) as raw:
+        registers = raw.read_holding(1, 106, 2)
+    assert isinstance(registers, list), f"exception {registers}"
+    raw_value = (registers[0] << 16) | registers[1]
+    if raw_value >= 1 << 31:
+        raw_value -= 1 << 32
+    return raw_value / 100.0
+
+
+def test_an_inverter_setpoint_over_mqtt_moves_the_pack_current_until_its_timeout(
+    tmp_path: Path, broker: Broker
+) -> None:
+    prefix = f"t{random.randrange(16**8):08x}"
+    port = free_port()
+    extra = f"""
+[can]
+enabled = false
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+prefix = "{prefix}"
+"""
+    config = write_config(tmp_path, port=port, extra=extra)
+    with TwinProcess(config) as twin:
+        twin.wait_for_message("mqtt: connected")
+        watcher = Watcher(broker, f"{prefix}/#")
+        try:
+            wait_until(
+                lambda: (watcher.json(f"{prefix}/pack1/state") or {}).get("stale") is False,
+                what="fresh data",
+            )
+            topic = f"{prefix}/pack1/emulator/plant/inverter_dc_a"
+            watcher.publish(topic, {"value": -30, "timeout_s": 6, "id": "c1"})
+            wait_until(
+                lambda: (watcher.json(f"{prefix}/pack1/result") or {}).get("id") == "c1",
+                what="the answer",
+            )
+            result = watcher.json(f"{prefix}/pack1/result")
+            assert result["ok"] is True and result["plant"] == {"inverter_dc_a": -30.0}
+            wait_until(
+                lambda: abs(_current2_a(port) - 30.0) < 1.0, what="30 A out through sensor 2"
+            )
+            wait_until(
+                lambda: (
+                    abs((watcher.json(f"{prefix}/pack1/state") or {}).get("current2_a", 0) - 30.0)
+                    < 1.0
+                ),
+                what="the same on MQTT",
+            )
+            assert watcher.json(f"{prefix}/pack1/emulator/plant") == {"inverter_dc_a": -30.0}
+            twin.wait_for_message("plant inverter_dc_a = -30 for 6 s")
+            # The timeout hands the inverter back to the household profile.
+            twin.wait_for_message("plant inverter_dc_a timed out", timeout_s=30.0)
+            wait_until(lambda: abs(_current2_a(port) - 30.0) > 1.0, what="the profile again")
+            wait_until(
+                lambda: watcher.json(f"{prefix}/pack1/emulator/plant") == {},
+                what="no setpoint on MQTT",
+            )
+            # A bad setpoint is refused with the problem named.
+            watcher.publish(f"{prefix}/pack1/emulator/plant/grid_w", {"value": 1, "id": "c2"})
+            wait_until(
+                lambda: (watcher.json(f"{prefix}/pack1/result") or {}).get("id") == "c2",
+                what="the refusal",
+            )
+            refusal = watcher.json(f"{prefix}/pack1/result")
+            assert refusal["ok"] is False and "not a plant setpoint" in refusal["error"]
+        finally:
+            watcher.close()
+        assert twin.stop() == 0
