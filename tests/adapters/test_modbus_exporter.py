@@ -170,3 +170,20 @@ async def test_the_connection_cap_leaves_the_store_its_descriptors() -> None:
     )
     assert result.stdout.split() == ["44", "300"]  # raised to the hard limit, then 300 - 256
     assert "at most 44 connections instead of 100" in result.stderr
+
+
+async def test_the_plant_block_of_a_real_bms_pack_answers_illegal_address(
+    client: tuple[AsyncModbusTcpClient, ModbusExporter],
+) -> None:
+    # The port's pack is a real BMS (not emulated): there is no plant to set.
+    modbus, _ = client
+    refused = await modbus.write_register(240, 100, device_id=1)
+    assert refused.isError() and refused.exception_code == 2
+    timeout = await modbus.write_register(247, 30, device_id=1)
+    assert timeout.isError() and timeout.exception_code == 2
+    fleet = await modbus.write_register(240, 100, device_id=100)
+    assert fleet.isError() and fleet.exception_code in (2, 3)  # the fleet has no plant
+    # Reading the block: no setpoint in effect, not available.
+    block = await modbus.read_holding_registers(240, count=9, device_id=1)
+    assert not block.isError()
+    assert block.registers == [0x8000, 0x8000, 0, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0, 0]

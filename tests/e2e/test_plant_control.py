@@ -86,3 +86,48 @@ prefix = "{prefix}"
         finally:
             watcher.close()
         assert twin.stop() == 0
+
+
+def test_a_modbus_write_of_the_inverter_setpoint_moves_the_pack_until_its_timeout(
+    tmp_path: Path, broker: Broker
+) -> None:
+    prefix = f"t{random.randrange(16**8):08x}"
+    port = free_port()
+    extra = f"""
+[can]
+enabled = false
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+prefix = "{prefix}"
+"""
+    config = write_config(tmp_path, port=port, extra=extra)
+    with TwinProcess(config) as twin:
+        twin.wait_for_message("mqtt: connected")
+        watcher = Watcher(broker, f"{prefix}/#")
+        try:
+            wait_until(
+                lambda: (watcher.json(f"{prefix}/pack1/state") or {}).get("stale") is False,
+                what="fresh data",
+            )
+            with RawModbus(port) as raw:
+                assert raw.write_single(1, 247, 6) is None  # the next setpoints: 6 s
+                assert raw.write_single(1, 240, 0x10000 - 300) is None  # -30.0 A, no PIN
+                assert raw.read_holding(1, 240, 1) == [0x10000 - 300]
+                assert raw.write_single(1, 245, 101) == 3  # 101 %: refused, named in the log
+            wait_until(lambda: abs(_current2_a(port) - 30.0) < 1.0, what="30 A on Modbus")
+            wait_until(
+                lambda: (
+                    abs((watcher.json(f"{prefix}/pack1/state") or {}).get("current2_a", 0) - 30.0)
+                    < 1.0
+                ),
+                what="30 A on MQTT",
+            )
+            twin.wait_for_message("plant inverter_dc_a timed out", timeout_s=30.0)
+            wait_until(lambda: abs(_current2_a(port) - 30.0) > 1.0, what="the profile again")
+            with RawModbus(port) as raw:
+                assert raw.read_holding(1, 240, 1) == [0x8000]  # no setpoint in effect
+        finally:
+            watcher.close()
+        assert twin.stop() == 0

@@ -14,6 +14,7 @@ from cantools.database.can import Database
 from tests.factories import readouts
 from tests.frames import frame_stream
 from twin.config import load_register_maps
+from twin.emulator.plant import PLANT_SETPOINTS
 from twin.exporters import can_map, modbus_map, mqtt_map
 from twin.exporters.can_map import CanSettings, Profile, encode_frames, inverter_values
 from twin.exporters.modbus_map import UnitInfo, encode_into, pack_values, unit_layout
@@ -150,6 +151,12 @@ def test_every_native_register_is_a_readout_field_under_its_own_name() -> None:
             assert key is not None
             if key in modbus_map.ENCODING_KEYS:
                 continue
+            if key.startswith("plant."):
+                # An emulated pack's plant setpoint (docs/testbench.md), not a BMS value.
+                name = key.removeprefix("plant.")
+                assert name in (*PLANT_SETPOINTS, "timeout_s", "clear"), key
+                assert reg.name == "plant_" + _strip_unit(name), f"register {reg.name}"
+                continue
             field = key.removeprefix("setting.")
             assert field in fields, f"register {reg.name}: {key} is not a readout field"
             if reg.name not in REGISTER_NAME_EXCEPTIONS:
@@ -216,3 +223,7 @@ def test_the_readout_is_frozen() -> None:
     pack = pack_readout(_pack(Chemistry.LIFEPO4, 16, 14_336.0))
     with pytest.raises(dataclasses.FrozenInstanceError):
         pack.soc_pct = 1.0  # type: ignore[misc]
+
+
+def test_the_modbus_plant_block_names_the_plants_setpoints() -> None:
+    assert set(modbus_map.PLANT_SETPOINT_NAMES) == set(PLANT_SETPOINTS)

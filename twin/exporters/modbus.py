@@ -30,6 +30,7 @@ from pymodbus.simulator.simdevice import SimAction
 
 from twin.errors import StartupError, WriteError
 from twin.exporters.modbus_map import (
+    PLANT_SETPOINT_NAMES,
     ModbusSettings,
     RegisterMaps,
     UnitInfo,
@@ -41,7 +42,7 @@ from twin.exporters.modbus_map import (
     unit_layout,
 )
 from twin.exporters.modbus_tcp import HardenedTcpServer, ensure_descriptors
-from twin.exporters.ports import SettingsPort, StateFeed
+from twin.exporters.ports import CommandPort, StateFeed
 from twin.model.pin import LockState, PinResult
 from twin.retry import Backoff
 
@@ -72,6 +73,8 @@ class _Unit:
         self.ctrl_hb: int | None = None
         self.ctrl_hb_at: float | None = None
         self.ctrl_hb_alarm = False
+        self.plant_timeout_s: float | None = None
+        """The timeout of the plant setpoints written next (register ``plant_timeout``)."""
         self.dirty = True
         """A new state has arrived since the image was encoded."""
 
@@ -82,7 +85,7 @@ class ModbusExporter:
     def __init__(
         self,
         feed: StateFeed,
-        settings_port: SettingsPort,
+        settings_port: CommandPort,
         maps: RegisterMaps,
         settings: ModbusSettings,
         cell_counts: dict[str, int],
@@ -277,6 +280,12 @@ class ModbusExporter:
         lost = self._ctrl_hb_lost(unit, now)
         if unit.pack_id is not None:
             unit.values = pack_values(self.feed.pack(unit.pack_id), unit.info)
+            setpoints = self.settings_port.plant_setpoints(unit.pack_id)
+            unit.values.update(
+                (f"plant.{name}", setpoints.get(name)) for name in PLANT_SETPOINT_NAMES
+            )
+            unit.values["plant.timeout_s"] = unit.plant_timeout_s or 0
+            unit.values["plant.clear"] = 0
         else:
             unit.values = fleet_values(self.feed.fleet, unit.info)
         if lost:
@@ -323,6 +332,7 @@ class ModbusExporter:
             return ExcCodes.ILLEGAL_VALUE
         now = time.monotonic()
         settings: dict[str, float] = {}
+        plant: dict[str, float] = {}
         clear = False
         for key, value in values.items():
             if key == "unlock":
@@ -340,6 +350,12 @@ class ModbusExporter:
                 clear = value == 1
             elif key.startswith("setting."):
                 settings[key.removeprefix("setting.")] = value
+            elif key.startswith("plant."):
+                plant[key.removeprefix("plant.")] = value
+        if plant:
+            refused = self._write_plant(unit, plant)
+            if refused is not None:
+                return refused
         if settings or clear:
             if unit.pack_id is None:
                 return self._refuse(unit, "the fleet unit has no settings or counters to clear")
@@ -362,6 +378,34 @@ class ModbusExporter:
             log.info("modbus: unit %d (%s): energy totals cleared", unit.unit_id, unit.pack_id)
         # The registers read back what was written (settings as held, the lock state) at once.
         self.refresh(unit)
+        return None
+
+    def _write_plant(self, unit: _Unit, values: dict[str, float]) -> ExcCodes | None:
+        """Plant setpoints of an emulated pack (no PIN: the simulated world, not the BMS)."""
+        pack_id = unit.pack_id
+        if pack_id is None:
+            return self._refuse(unit, "the fleet unit has no plant: use a pack's unit")
+        if not self.settings_port.emulated(pack_id):
+            log.warning(
+                "modbus: unit %d: plant write refused: %s is not emulated (its plant is real)",
+                unit.unit_id,
+                pack_id,
+            )
+            return ExcCodes.ILLEGAL_ADDRESS
+        # The timeout first: it applies to the setpoints written with it.
+        if "timeout_s" in values:
+            timeout = values.pop("timeout_s")
+            unit.plant_timeout_s = timeout if timeout > 0 else None
+        if "clear" in values:
+            if values.pop("clear") != 1:
+                return self._refuse(unit, "plant_clear takes 1 (every setpoint to the profile)")
+            for name in PLANT_SETPOINT_NAMES:
+                self.settings_port.clear_plant(pack_id, name)
+        for name, value in values.items():
+            try:
+                self.settings_port.set_plant(pack_id, name, value, unit.plant_timeout_s)
+            except ValueError as exc:
+                return self._refuse(unit, str(exc))
         return None
 
     def _unlock(self, unit: _Unit, number: int, now: float) -> ExcCodes | None:

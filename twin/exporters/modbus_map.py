@@ -206,8 +206,19 @@ END_MODEL = (0xFFFF, 0)
 #: The settings a client may write: ``setting.<readout field>``.
 SETTING_KEYS = frozenset(f"setting.{name}" for name in WRITABLE_SETTINGS)
 
+#: The plant setpoints of an emulated pack (``twin.emulator.plant.PLANT_SETPOINTS``; a test
+#: keeps the two equal), written as ``plant.<name>`` without a PIN; and the block's timeout
+#: and clear registers.
+PLANT_SETPOINT_NAMES = (
+    "inverter_dc_a", "inverter_ac_w", "load_w", "solar_limit_pct", "mains_charger",
+)  # fmt: skip
+PLANT_KEYS = frozenset(f"plant.{name}" for name in PLANT_SETPOINT_NAMES) | {
+    "plant.timeout_s",
+    "plant.clear",
+}
+
 #: The keys a client may write, and what they are.
-WRITABLE_KEYS = SETTING_KEYS | {"unlock", "ctrl_hb", "alarm_reset", "clear_counters"}
+WRITABLE_KEYS = SETTING_KEYS | PLANT_KEYS | {"unlock", "ctrl_hb", "alarm_reset", "clear_counters"}
 
 #: Keys computed when a register is read, not when the state changes.
 DYNAMIC_KEYS = frozenset(
@@ -541,6 +552,7 @@ VALUE_KEYS = (
     | frozenset(FLEET_FIELDS)
     | {f"cell.{name}" for name in CELL_FIELDS}
     | SETTING_KEYS
+    | PLANT_KEYS
     | ENCODING_KEYS
 )
 
