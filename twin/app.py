@@ -790,7 +790,7 @@ class Service:
         can = self.config.can
         if can is not None:
             exporters["can"] = CanExporter(
-                self.hub, can, {p.pack_id: i for i, p in enumerate(self.packs)}
+                self.hub, can, {p.pack_id: i for i, p in enumerate(self.packs)}, self
             )
         mqtt = self.config.mqtt
         if mqtt is not None:

@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from tests.factories import lfp_settings
 from tests.frames import sample_frame
+from tests.ports import PackPort
 from tests.waiting import until
 from twin.app import StateHub
 from twin.exporters.can_map import CanSettings, HeartbeatAction, Profile
@@ -320,3 +321,67 @@ async def test_udp_multicast_frames_never_leave_the_host() -> None:
     assert received == 200  # delivered on this host ...
     # ... and not one of them out of it (the margin is for the host's own unrelated traffic).
     assert after - before < 20, f"{after - before} packets left the host"
+
+
+class _EmulatedPort(PackPort):
+    """An emulated pack's port that records the plant commands it receives."""
+
+    def __init__(self) -> None:
+        super().__init__(lfp_settings())
+        self.plant: dict[str, tuple[float, float | None]] = {}
+
+    def emulated(self, pack_id: str) -> bool:
+        return True
+
+    def set_plant(self, pack_id: str, name: str, value: float, timeout_s: float | None) -> None:
+        if name == "mains_charger":
+            raise ValueError("mains_charger: this plant has no mains charger")
+        self.plant[name] = (value, timeout_s)
+
+    def clear_plant(self, pack_id: str, name: str) -> bool:
+        return self.plant.pop(name, None) is not None
+
+    def plant_setpoints(self, pack_id: str) -> dict[str, float]:
+        return {name: value for name, (value, _) in self.plant.items()}
+
+
+async def test_a_plant_command_frame_sets_the_emulated_plant() -> None:
+    twin = load_dbc("twin.dbc")
+    command = twin.get_message_by_name("TwinPlantCommand")
+    channel = f"plant{time.monotonic_ns()}"
+    hub, _ = _hub()
+    port = _EmulatedPort()
+    exporter = CanExporter(
+        hub, CanSettings(channel=channel, native_base_id=0x700), {"pack1": 0}, port
+    )
+    task = asyncio.create_task(exporter.run())
+    sender = can.Bus(interface="virtual", channel=channel)
+    try:
+        await until(lambda: exporter.open, "the bus open")
+
+        def send(**values: float) -> None:
+            fields: dict[str, float] = {"Setpoint": 0, "Value": 0, "TimeoutS": 0, "Clear": 0}
+            data = command.encode(fields | values)
+            sender.send(can.Message(arbitration_id=0x708, data=data, is_extended_id=False))
+
+        send(Setpoint=1, Value=-42.5, TimeoutS=30)
+        await until(lambda: "inverter_dc_a" in port.plant, "the setpoint taken")
+        assert port.plant["inverter_dc_a"] == (-42.5, 30.0)
+        send(Setpoint=3, Value=1200)
+        await until(lambda: "load_w" in port.plant, "the load taken")
+        assert port.plant["load_w"] == (1200.0, None)
+        send(Setpoint=1, Clear=1)
+        await until(lambda: "inverter_dc_a" not in port.plant, "the setpoint cleared")
+        # Refused, counted and logged; never a crash: a bad code, a short frame, a bad value.
+        send(Setpoint=5, Value=1)
+        sender.send(
+            can.Message(arbitration_id=0x708, data=b"\x09" + bytes(7), is_extended_id=False)
+        )
+        sender.send(can.Message(arbitration_id=0x708, data=b"\x01\x02", is_extended_id=False))
+        await until(lambda: exporter.commands_refused == 3, "three refusals")
+        send(Setpoint=0)
+        await until(lambda: port.plant == {}, "every setpoint cleared")
+        assert exporter.open
+    finally:
+        sender.shutdown()
+        await _stop(task)

@@ -14,8 +14,10 @@ from tests.frames import sample_frame
 from twin.exporters.can_map import (
     PROFILES,
     CanSettings,
+    PlantCommand,
     Profile,
     ResolvedProfile,
+    decode_plant_command,
     encode_frames,
     inverter_values,
     resolve_profile,
@@ -203,3 +205,25 @@ def test_a_chain_loss_raises_a_protection_or_alarm_bit_on_every_profile(profile:
         decoded = INVERTER.decode_message(0x35A, frames[0x35A], decode_choices=False)
         assert isinstance(decoded, dict) and decoded["AlarmGeneral"] == 1  # raised
     assert 0x359 in frames or 0x35A in frames
+
+
+def test_a_plant_command_frame_decodes_to_its_setpoint() -> None:
+    twin = _db("twin.dbc")
+    message = twin.get_message_by_name("TwinPlantCommand")
+
+    def frame(**values: float) -> bytes:
+        fields: dict[str, float] = {"Setpoint": 0, "Value": 0, "TimeoutS": 0, "Clear": 0}
+        return bytes(message.encode(fields | values))
+
+    assert decode_plant_command(twin, frame(Setpoint=2, Value=-1500.5, TimeoutS=60)) == (
+        PlantCommand("inverter_ac_w", -1500.5, 60.0)
+    )
+    assert decode_plant_command(twin, frame(Setpoint=4, Value=40)) == PlantCommand(
+        "solar_limit_pct", 40.0, None
+    )
+    assert decode_plant_command(twin, frame(Setpoint=4, Clear=1)).value is None
+    assert decode_plant_command(twin, frame()) == PlantCommand(None, None, None)
+    with pytest.raises(ValueError, match="setpoint code 9"):
+        decode_plant_command(twin, b"\x09" + bytes(7))
+    with pytest.raises(ValueError, match="2 bytes, not 8"):
+        decode_plant_command(twin, b"\x01\x02")

@@ -469,6 +469,54 @@ def _overlay_raw(message: Message, data: bytes, raw: Mapping[str, int]) -> bytes
 
 # ---- the native twin frames (dbc/twin.dbc) -----------------------------------------------
 
+#: The plant command frame a controller sends to a pack (offset from the pack's base id).
+PLANT_COMMAND = "TwinPlantCommand"
+PLANT_COMMAND_OFFSET = 8
+#: Its ``Setpoint`` codes: the plant setpoints of an emulated pack (0: clear them all).
+PLANT_SETPOINT_CODES = {
+    1: "inverter_dc_a",
+    2: "inverter_ac_w",
+    3: "load_w",
+    4: "solar_limit_pct",
+    5: "mains_charger",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlantCommand:
+    """A decoded plant command: a setpoint (None: every one) to a value, or cleared."""
+
+    setpoint: str | None
+    value: float | None
+    """None: back to the profile."""
+    timeout_s: float | None
+
+
+def decode_plant_command(database: Database, data: bytes) -> PlantCommand:
+    """The plant command in ``data``; ``ValueError`` says what is wrong with the frame."""
+    message = database.get_message_by_name(PLANT_COMMAND)
+    if len(data) != message.length:
+        raise ValueError(f"{len(data)} bytes, not {message.length}")
+    try:
+        decoded = message.decode(data, decode_choices=False, scaling=True)
+    except Exception as exc:  # cantools raises several kinds for a bad frame
+        raise ValueError(f"not a {PLANT_COMMAND} ({exc})") from exc
+    assert isinstance(decoded, dict)
+    numbers = {k: v for k, v in decoded.items() if isinstance(v, int | float)}
+    if len(numbers) != len(decoded):
+        raise ValueError(f"not a {PLANT_COMMAND}: a signal is not a number")
+    code = int(numbers["Setpoint"])
+    if code == 0:
+        return PlantCommand(None, None, None)
+    name = PLANT_SETPOINT_CODES.get(code)
+    if name is None:
+        raise ValueError(f"setpoint code {code} is not one of 0..{len(PLANT_SETPOINT_CODES)}")
+    timeout = float(numbers["TimeoutS"])
+    if int(numbers["Clear"]):
+        return PlantCommand(name, None, None)
+    return PlantCommand(name, round(float(numbers["Value"]), 1), timeout or None)
+
+
 #: The native frames of one pack, by offset from the pack's base id.
 NATIVE_OFFSETS = {
     "TwinPackSummary": 0,

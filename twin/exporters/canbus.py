@@ -32,8 +32,11 @@ from cantools.database.can import Database
 from twin.errors import BusError
 from twin.exporters.can_map import (
     NATIVE_OFFSETS,
+    PLANT_COMMAND_OFFSET,
+    PLANT_SETPOINT_CODES,
     CanSettings,
     HeartbeatAction,
+    decode_plant_command,
     encode_frames,
     encode_native,
     inverter_values,
@@ -41,7 +44,7 @@ from twin.exporters.can_map import (
     native_values,
     resolve_profile,
 )
-from twin.exporters.ports import StateFeed
+from twin.exporters.ports import CommandPort, StateFeed
 from twin.model.limits import LimitFlag
 from twin.protocol.readout import FleetReadout
 from twin.retry import Backoff
@@ -187,10 +190,19 @@ class CanExporter:
         feed: StateFeed,
         settings: CanSettings,
         pack_index: dict[str, int],
+        port: CommandPort | None = None,
     ) -> None:
         self.feed = feed
         self.settings = settings
         self.pack_index = pack_index
+        self.port = port
+        """Where plant commands received go (None: they are not listened to)."""
+        self._plant_ids = {
+            settings.native_base_id + 0x10 * index + PLANT_COMMAND_OFFSET: pack_id
+            for pack_id, index in pack_index.items()
+        }
+        self.commands_received = 0
+        self.commands_refused = 0
         self.profile = resolve_profile(
             settings, load_dbc("inverter.dbc"), load_dbc("inverter_solark.dbc")
         )
@@ -272,10 +284,37 @@ class CanExporter:
     async def _receive(self, reader: can.AsyncBufferedReader) -> None:
         async for message in reader:
             self.frames_received += 1
-            if message.arbitration_id in INVERTER_IDS and not message.is_error_frame:
+            if message.is_error_frame or message.is_extended_id:
+                continue
+            if message.arbitration_id in INVERTER_IDS:
                 if self.inverter_seen_at is None:
                     log.info("can: the inverter speaks (%#05x)", message.arbitration_id)
                 self.inverter_seen_at = time.monotonic()
+            pack_id = self._plant_ids.get(message.arbitration_id)
+            if pack_id is not None and self.port is not None:
+                self.plant_command(pack_id, bytes(message.data))
+
+    def plant_command(self, pack_id: str, data: bytes) -> bool:
+        """Carry out a received plant command frame; a bad one is logged and counted."""
+        self.commands_received += 1
+        port = self.port
+        assert port is not None
+        try:
+            if not port.emulated(pack_id):
+                raise ValueError(f"{pack_id} is not an emulated pack: its plant is real")
+            command = decode_plant_command(self.twin_db, data)
+            if command.setpoint is None:
+                for name in PLANT_SETPOINT_CODES.values():
+                    port.clear_plant(pack_id, name)
+            elif command.value is None:
+                port.clear_plant(pack_id, command.setpoint)
+            else:
+                port.set_plant(pack_id, command.setpoint, command.value, command.timeout_s)
+        except ValueError as exc:
+            self.commands_refused += 1
+            log.warning("can: plant command for %s refused: %s", pack_id, exc)
+            return False
+        return True
 
     # ---- sending ------------------------------------------------------------------------
 
