@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import resource
 import signal
 import socket
@@ -42,6 +43,29 @@ save_interval_s = {save_interval_s}
 [modbus]
 port = {port}
 """
+
+
+#: ``twin run`` with MQTT on a test broker (and no CAN): the extra of ``write_config``.
+MQTT_EXTRA = """
+[can]
+enabled = false
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+prefix = "{prefix}"
+"""
+
+
+def mqtt_config(directory: Path, broker_port: int) -> tuple[Path, int, str]:
+    """A config with MQTT on ``broker_port`` under a fresh prefix: (path, Modbus port, prefix).
+
+    One prefix per test: a broker left over by another run never mixes in.
+    """
+    prefix = f"t{random.randrange(16**8):08x}"
+    port = free_port()
+    extra = MQTT_EXTRA.format(broker_port=broker_port, prefix=prefix)
+    return write_config(directory, port=port, extra=extra), port, prefix
 
 
 def run_twin(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.modbus_raw import RawModbus
-from tests.e2e.service import TwinProcess, free_port, wait_until, write_config
+from tests.e2e.service import TwinProcess, mqtt_config, wait_until
 from tests.mqtt_broker import Broker, Watcher
 
 pytestmark = pytest.mark.slow
@@ -28,18 +27,7 @@ def _current2_a(port: int) -> float:
 def test_an_inverter_setpoint_over_mqtt_moves_the_pack_current_until_its_timeout(
     tmp_path: Path, broker: Broker
 ) -> None:
-    prefix = f"t{random.randrange(16**8):08x}"
-    port = free_port()
-    extra = f"""
-[can]
-enabled = false
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-prefix = "{prefix}"
-"""
-    config = write_config(tmp_path, port=port, extra=extra)
+    config, port, prefix = mqtt_config(tmp_path, broker.port)
     with TwinProcess(config) as twin:
         twin.wait_for_message("mqtt: connected")
         watcher = Watcher(broker, f"{prefix}/#")
@@ -91,18 +79,7 @@ prefix = "{prefix}"
 def test_a_modbus_write_of_the_inverter_setpoint_moves_the_pack_until_its_timeout(
     tmp_path: Path, broker: Broker
 ) -> None:
-    prefix = f"t{random.randrange(16**8):08x}"
-    port = free_port()
-    extra = f"""
-[can]
-enabled = false
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-prefix = "{prefix}"
-"""
-    config = write_config(tmp_path, port=port, extra=extra)
+    config, port, prefix = mqtt_config(tmp_path, broker.port)
     with TwinProcess(config) as twin:
         twin.wait_for_message("mqtt: connected")
         watcher = Watcher(broker, f"{prefix}/#")

@@ -8,7 +8,6 @@ registers hold; wire noise injected over MQTT must reach it as rejected bytes.
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import pytest
 import serial
 
 from tests.e2e.modbus_raw import RawModbus
-from tests.e2e.service import TwinProcess, free_port, wait_until, write_config
+from tests.e2e.service import TwinProcess, free_port, mqtt_config, wait_until
 from tests.mqtt_broker import Broker, Watcher
 
 pytestmark = pytest.mark.slow
@@ -91,19 +90,8 @@ def _registers(port: int, address: int, count: int) -> list[int]:
 def test_a_reference_reader_decodes_the_served_uart_on_a_pty_and_tcp(
     tmp_path: Path, broker: Broker
 ) -> None:
-    prefix = f"t{random.randrange(16**8):08x}"
     tcp_port = free_port()
-    modbus_port = free_port()
-    extra = f"""
-[can]
-enabled = false
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-prefix = "{prefix}"
-"""
-    config = write_config(tmp_path, port=modbus_port, extra=extra)
+    config, modbus_port, prefix = mqtt_config(tmp_path, broker.port)
     text = config.read_text(encoding="utf-8").replace(
         'kind = "emulator"',
         f'kind = "emulator"\nuart_pty_file = "uart.path"\nuart_tcp_port = {tcp_port}',

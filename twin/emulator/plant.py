@@ -712,9 +712,36 @@ class Plant:
             )
         v = max(pack_voltage_v, 1.0)
         solar_w, usable_w, demand_w, mains_on = self._profiles(k)
-        solar_previous_a = self.solar_charger.current_a
-        charger_a = self.solar_charger.step(
-            usable_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s
+        charger_a = self._chargers_a(
+            usable_w / v, pack_voltage_v, resistance_ohm, charge_enabled, mains_on, dt_s
+        )
+        setpoint_a = self._inverter_dc_a(v)
+        if setpoint_a is None:
+            load_a = inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
+        elif setpoint_a > 0:
+            # Charging from AC follows the CHARGE relay, discharging the LOAD relay.
+            load_a = -setpoint_a if charge_enabled else 0.0
+        else:
+            load_a = -setpoint_a if load_enabled else 0.0
+        bypass_a = self.spec.bypass_load_w / v
+        return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
+
+    def _chargers_a(
+        self,
+        solar_a: float,
+        pack_voltage_v: float,
+        resistance_ohm: float,
+        charge_enabled: bool,
+        mains_on: bool,
+        dt_s: float,
+        max_v: float = math.inf,
+        max_a: float = math.inf,
+    ) -> float:
+        """The solar and mains chargers' current together, at most ``max_a``, up to ``max_v``."""
+        solar = self.solar_charger
+        solar_previous_a = solar.current_a
+        charger_a = solar.step(
+            solar_a, pack_voltage_v, resistance_ohm, charge_enabled, dt_s, max_v, max_a
         )
         mains = self.mains_charger
         if mains is not None:
@@ -727,17 +754,10 @@ class Plant:
                 resistance_ohm,
                 charge_enabled and mains_on,
                 dt_s,
+                max_v,
+                max(0.0, max_a - charger_a),
             )
-        setpoint_a = self._inverter_dc_a(v)
-        if setpoint_a is None:
-            load_a = inverter.dc_current_a(demand_w, v) if load_enabled else 0.0
-        elif setpoint_a > 0:
-            # Charging from AC follows the CHARGE relay, discharging the LOAD relay.
-            load_a = -setpoint_a if charge_enabled else 0.0
-        else:
-            load_a = -setpoint_a if load_enabled else 0.0
-        bypass_a = self.spec.bypass_load_w / v
-        return PlantCurrents(charger_a, load_a, bypass_a, solar_w, demand_w)
+        return charger_a
 
     def _obey(
         self, limits: InverterLimits | None, fresh: bool, dt_s: float
@@ -780,22 +800,16 @@ class Plant:
             cap_v = cvl_v - offset
             cap_a = math.inf if inverter.cvl_only else limits.charge_current_a
             dcl_a, dvl_v = limits.discharge_current_a, limits.discharge_voltage_v
-        solar_previous_a = self.solar_charger.current_a
-        charger_a = self.solar_charger.step(
-            usable_w / v, pack_voltage_v, resistance_ohm, charge_enabled, dt_s, cap_v, cap_a
+        charger_a = self._chargers_a(
+            usable_w / v,
+            pack_voltage_v,
+            resistance_ohm,
+            charge_enabled,
+            mains_on,
+            dt_s,
+            cap_v,
+            cap_a,
         )
-        mains = self.mains_charger
-        if mains is not None:
-            solar_change_a = charger_a - solar_previous_a
-            charger_a += mains.step(
-                math.inf,
-                pack_voltage_v + solar_change_a * resistance_ohm,
-                resistance_ohm,
-                charge_enabled and mains_on,
-                dt_s,
-                cap_v,
-                max(0.0, cap_a - charger_a),
-            )
         load_a = 0.0
         setpoint_a = self._inverter_dc_a(v)
         if setpoint_a is None:
