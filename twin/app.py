@@ -748,8 +748,9 @@ class Service:
                 if status is not None:
                     group.create_task(status.run(), name="status")
                 group.create_task(self._stop_on_request(), name="stop")
-                if any(pack.config.source.live is not None for pack in self.packs):
-                    group.create_task(self._stop_after_scenario(), name="scenario")
+                live = [p for p in self.packs if p.config.source.live is not None]
+                if live:  # a scenario played live is the service's one pack
+                    group.create_task(self._stop_after_scenario(live[0]), name="scenario")
         except* _StopRequestedError:
             pass
         finally:
@@ -762,12 +763,9 @@ class Service:
         else:
             log.error("stopped; the state could NOT be saved to %s (see above)", self.store.path)
 
-    async def _stop_after_scenario(self) -> None:
+    async def _stop_after_scenario(self, pack: PackRuntime) -> None:
         """``twin run --scenario`` without ``--hold``: stop when the scenario has ended."""
-        await asyncio.wait(
-            [asyncio.create_task(pack.scenario_ended.wait()) for pack in self.packs],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        await pack.scenario_ended.wait()
         log.info("the scenario has ended: stopping")
         self.stopping.set()
 

@@ -621,7 +621,12 @@ def pack_values(readout: PackReadout | None, info: UnitInfo) -> dict[str, Any]:
     values.update((name, getattr(readout, name)) for name in PACK_FIELDS)
     current_range = readout.current_rating_a * 1.2
     max_v = readout.voltage_rating_v * 1.1
-    warnings = warning_bits(readout.warnings)
+    # The lights, then bit 8 divergence and bit 9 stale data (register 130 and SunSpec's EvtVnd1).
+    all_warnings = (
+        warning_bits(readout.warnings)
+        | (1 << 8 if readout.divergent else 0)
+        | (1 << 9 if readout.stale else 0)
+    )
     values.update(
         {
             "one_if_cells": 1,
@@ -641,12 +646,8 @@ def pack_values(readout: PackReadout | None, info: UnitInfo) -> dict[str, Any]:
                 )
                 if on
             ),
-            "warning_bits": warnings
-            | (1 << 8 if readout.divergent else 0)
-            | (1 << 9 if readout.stale else 0),
-            "sunspec.evt_vendor1": warnings
-            | (1 << 8 if readout.divergent else 0)
-            | (1 << 9 if readout.stale else 0),
+            "warning_bits": all_warnings,
+            "sunspec.evt_vendor1": all_warnings,
             "sunspec.state": _sunspec_state(readout),
             "sunspec.request_inverter": None if readout.pack_voltage_v is None else 0,
             "sf.pack_voltage_v": choose_sf(max_v, signed=False, finest=-2),
