@@ -651,9 +651,16 @@ class Service:
         return world
 
     def set_plant(self, pack_id: str, name: str, value: float, timeout_s: float | None) -> None:
-        """A controller's plant setpoint for an emulated pack (``ValueError`` names a bad one)."""
-        self._world(pack_id).set_plant(name, value, timeout_s)
-        log.info(
+        """A controller's plant setpoint for an emulated pack (``ValueError`` names a bad one).
+
+        A change is logged; the same value again (a controller that refreshes its setpoint
+        before the timeout, as ``twin inverter`` does each second) only at debug level.
+        """
+        world = self._world(pack_id)
+        before = world.plant_setpoints().get(name)
+        world.set_plant(name, value, timeout_s)
+        log.log(
+            logging.DEBUG if before is not None and before[0] == value else logging.INFO,
             "%s: plant %s = %g%s (a controller)",
             pack_id,
             name,

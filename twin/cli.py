@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--count", type=_positive_int, help="stop after N frames")
     monitor.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S s")
 
+    _inverter_parser(commands)
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
 
@@ -141,6 +143,94 @@ def _parser() -> argparse.ArgumentParser:
         "--example", action="store_true", help="print a commented example configuration"
     )
     return parser
+
+
+#: ``twin inverter --profile``: the profiles of ``twin.exporters.can_map.Profile`` (a test keeps
+#: them equal; the exporters are not imported to build the parser).
+INVERTER_PROFILES = ("pylon", "victron", "sma", "solark")
+
+
+def _inverter_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    inverter = commands.add_parser(
+        "inverter",
+        help="a virtual inverter on a CAN bus: obeys the BMS's limits, checks conformance",
+        description="Play the inverter side of a profile: read the BMS frames, send the "
+        "inverter's heartbeat frames, decide its current from CVL/CCL/DCL/DVL and report it to "
+        "a twin's plant (TwinPlantCommand), and check the profile's frames as they arrive. "
+        "Prints a live line each second and a summary; exit code 1 when a violation was seen.",
+    )
+    inverter.add_argument("--profile", choices=INVERTER_PROFILES, default="pylon")
+    inverter.add_argument("--interface", default="virtual", help="python-can interface")
+    inverter.add_argument("--channel", default="twin", help="channel (vcan0, a multicast group)")
+    inverter.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another python-can bus argument (udp_multicast stays on this host: hop_limit 0 "
+        "unless given)",
+    )
+    inverter.add_argument(
+        "--current",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="the current the inverter would take: + charges the battery, - discharges it "
+        "(default 0: stand-by); the limits cut it down",
+    )
+    inverter.add_argument(
+        "--taper", type=_positive_float, default=100.0, metavar="A_PER_V",
+        help="constant-voltage gain: amperes allowed per volt below CVL / above DVL (100)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--cvl-only",
+        choices=("yes", "no"),
+        help="CCL = 0 does not stop charging, only CVL does (default: yes for victron)",
+    )
+    inverter.add_argument(
+        "--bms-timeout", type=_positive_float, default=5.0, metavar="S",
+        help="no BMS frame this long: the BMS is silent, the inverter stops (default 5)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--cycle-tolerance", type=float, default=0.5, metavar="F",
+        help="a frame is late after its cycle x (1 + F) + 0.25 s (default 0.5)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--dlc-policy", choices=("profile", "dbc", "8"), default="profile",
+        help="the DLCs expected: the twin's [can] dlc_policy (default: profile)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--no-plant", action="store_true",
+        help="do not report the current to a twin's plant (a real BMS on the bus)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--pack-index", type=int, default=0, metavar="N",
+        help="the twin's pack (0-based) whose plant it is (default 0)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--native-base-id", type=lambda text: int(text, 0), default=0x700, metavar="ID",
+        help="the twin's [can] native_base_id (default 0x700)",
+    )  # fmt: skip
+    inverter.add_argument(
+        "--duration", type=_positive_float, metavar="S", help="stop after S s (default: Ctrl-C)"
+    )
+    inverter.add_argument("--report", metavar="FILE", help="write the summary as JSON here")
+    inverter.add_argument("--quiet", action="store_true", help="no live line, the summary only")
+
+
+def _bus_option(text: str) -> tuple[str, str | int | float | bool]:
+    """``KEY=VALUE`` of ``--option``: a number or true/false when it reads as one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--option {text!r}: not KEY=VALUE")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _positive_float(text: str) -> float:
@@ -210,6 +300,38 @@ def _summary(config: TwinConfig) -> str:
     )
 
 
+def _inverter(args: argparse.Namespace) -> int:
+    from twin.commands.inverter import inverter, settings_of
+    from twin.errors import BusError
+
+    try:
+        settings, link = settings_of(
+            profile=args.profile,
+            current_a=args.current,
+            taper_a_per_v=args.taper,
+            cvl_only=None if args.cvl_only is None else args.cvl_only == "yes",
+            bms_timeout_s=args.bms_timeout,
+            cycle_tolerance=args.cycle_tolerance,
+            interface=args.interface,
+            channel=args.channel,
+            bus_options=tuple(_bus_option(text) for text in args.option),
+            dlc_policy=args.dlc_policy,
+            plant=not args.no_plant,
+            native_base_id=args.native_base_id,
+            pack_index=args.pack_index,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        return inverter(settings, link, args.duration, args.report, quiet=args.quiet)
+    except BusError as exc:
+        print(f"twin inverter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutputError as exc:
+        print(f"twin inverter: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -271,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (OSError, ValueError, ImportError) as exc:
                 print(f"twin {args.command}: {exc}", file=sys.stderr)
                 return EXIT_FAILURE
+        if args.command == "inverter":
+            return _inverter(args)
         if args.command == "regmap":
             from twin.commands.regmap import render_csv, render_markdown
             from twin.config import load_register_maps

@@ -58,8 +58,8 @@ CORE_ALLOWED_THIRD_PARTY = {"twin.model": set(), "twin.protocol": set(), "twin.e
 #: Third-party protocol libraries and the only modules allowed to import them.
 LIBRARY_OWNERS = {
     "pymodbus": {"twin.exporters.modbus", "twin.exporters.modbus_tcp"},
-    "can": {"twin.exporters.canbus"},
-    "cantools": {"twin.exporters.canbus", "twin.exporters.can_map"},
+    "can": {"twin.exporters.canbus", "twin.exporters.inverter_link"},
+    "cantools": {"twin.exporters.canbus", "twin.exporters.can_map", "twin.exporters.inverter_map"},
     "aiomqtt": {"twin.exporters.mqtt"},
     "paho": {"twin.exporters.mqtt"},
     "serial": {"twin.sources.serial"},
@@ -72,6 +72,8 @@ EXPORTER_OF = {
     "modbus_map": "modbus",
     "canbus": "can",
     "can_map": "can",
+    "inverter_map": "can",
+    "inverter_link": "can",
     "mqtt": "mqtt",
     "mqtt_map": "mqtt",
 }

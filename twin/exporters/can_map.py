@@ -517,6 +517,31 @@ def decode_plant_command(database: Database, data: bytes) -> PlantCommand:
     return PlantCommand(name, round(float(numbers["Value"]), 1), timeout or None)
 
 
+def encode_plant_command(
+    database: Database, setpoint: str | None, value: float | None, timeout_s: float | None
+) -> bytes:
+    """A ``TwinPlantCommand`` frame's data (the inverse of ``decode_plant_command``).
+
+    ``setpoint`` to ``value`` (None: back to the profile; a ``setpoint`` of None clears them
+    all), for ``timeout_s`` (None: until changed).
+    """
+    codes = {name: code for code, name in PLANT_SETPOINT_CODES.items()}
+    if setpoint is not None and setpoint not in codes:
+        raise ValueError(f"{setpoint!r} is not a plant setpoint ({', '.join(codes)})")
+    message = database.get_message_by_name(PLANT_COMMAND)
+    return bytes(
+        message.encode(
+            {
+                "Setpoint": 0 if setpoint is None else codes[setpoint],
+                "Value": 0.0 if value is None else round(value, 1),
+                "TimeoutS": 0 if timeout_s is None else round(timeout_s),
+                "Clear": 1 if value is None and setpoint is not None else 0,
+            },
+            strict=True,
+        )
+    )
+
+
 #: The native frames of one pack, by offset from the pack's base id.
 NATIVE_OFFSETS = {
     "TwinPackSummary": 0,
