@@ -276,7 +276,7 @@ def test_a_plant_command_encodes_as_the_twin_decodes_it() -> None:
 
 
 def test_the_command_line_offers_every_profile() -> None:
-    assert INVERTER_PROFILES == tuple(p.value for p in Profile)
+    assert tuple(p.value for p in Profile) == INVERTER_PROFILES
 
 
 @pytest.mark.parametrize(
