@@ -561,6 +561,9 @@ class RunOptions:
     persist: bool = True
     """Restore and save the state file (a scenario played live starts from its own state and
     leaves the service's file alone, unless a state file is named)."""
+    freeze_gc: bool = True
+    """Freeze what start-up built out of the cyclic collector's way (a process of its own);
+    off for a twin run inside another program (``twin.testing``), whose objects it would pin."""
 
 
 class _StopRequestedError(Exception):
@@ -738,8 +741,9 @@ class Service:
             raise
         # Everything built so far lives as long as the service: move it out of the cyclic
         # collector's way, so the per-request garbage of the servers is collected cheaply.
-        gc.collect()
-        gc.freeze()
+        if self.options.freeze_gc:
+            gc.collect()
+            gc.freeze()
         status = None if self.options.quiet else StatusLine(self.hub, list(exporters.values()))
         try:
             async with asyncio.TaskGroup() as group:

@@ -51,6 +51,9 @@ from twin.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+#: A python-can bus, for the modules that hand one out without importing python-can.
+Bus = can.BusABC
+
 #: Consecutive failed sends after which the bus is closed and opened again.
 MAX_SEND_FAILURES = 20
 #: The inverter's frames (received).
