@@ -82,15 +82,24 @@ class StateHub:
         self._states: dict[str, TwinState] = {}
         self._readouts: dict[str, PackReadout] = {}
         self._published_at: dict[str, float] = {}
+        self._plant: dict[str, dict[str, float]] = {}
         self.fleet_view = fleet_view({}, pack_ids)
         self.fleet = fleet_readout(self.fleet_view, pack_ids, {})
         self.version = 0
         self._changed = asyncio.Event()
 
-    def publish(self, state: TwinState) -> None:
-        """A new snapshot of one pack."""
+    def publish(self, state: TwinState, plant: Mapping[str, float] | None = None) -> None:
+        """A new snapshot of one pack; ``plant``: an emulated pack's setpoints in effect."""
         self._published_at[state.pack_id] = asyncio.get_running_loop().time()
+        self._plant[state.pack_id] = dict(plant or {})
         self._replace(state)
+
+    def replant(self, pack_id: str, plant: Mapping[str, float]) -> None:
+        """The pack's newest snapshot again, with plant setpoints just set (read back at once)."""
+        state = self._states.get(pack_id)
+        if state is not None and self._plant.get(pack_id) != plant:
+            self._plant[pack_id] = dict(plant)
+            self._replace(state)
 
     def republish(self, pack_id: str, settings: BmsSettings) -> None:
         """The pack's newest snapshot again, with settings just written (read back at once)."""
@@ -100,7 +109,7 @@ class StateHub:
 
     def _replace(self, state: TwinState) -> None:
         self._states[state.pack_id] = state
-        self._readouts[state.pack_id] = pack_readout(state)
+        self._readouts[state.pack_id] = pack_readout(state, self._plant.get(state.pack_id))
         self.fleet_view = fleet_view(self._states, self.pack_ids)
         self.fleet = fleet_readout(self.fleet_view, self.pack_ids, self._readouts)
         self.version += 1
@@ -235,6 +244,12 @@ class PackRuntime:
         self._started_wall_s = asyncio.get_running_loop().time()
         self._was_divergent = False
 
+    def plant_setpoints(self) -> dict[str, float]:
+        """The plant setpoints in effect (none for a real BMS)."""
+        if self.world is None:
+            return {}
+        return {name: value for name, (value, _) in self.world.plant_setpoints().items()}
+
     @property
     def pack_id(self) -> str:
         """The pack's id from the configuration."""
@@ -285,7 +300,7 @@ class PackRuntime:
                     self._log_expired()
                     if state is not None:
                         self._log_transition(state)
-                        hub.publish(state)
+                        hub.publish(state, self.plant_setpoints())
                     backoff.reset()
                 if self.config.source.live is not None:
                     self.scenario_ended.set()
@@ -670,20 +685,19 @@ class Service:
             value,
             "" if timeout_s is None else f" for {timeout_s:g} s",
         )
+        self.hub.replant(pack_id, self.plant_setpoints(pack_id))
 
     def clear_plant(self, pack_id: str, name: str) -> bool:
         """A plant setpoint back to the pack's profile; False when it was not set."""
         cleared = self._world(pack_id).clear_plant(name)
         if cleared:
             log.info("%s: plant %s back to the profile (a controller)", pack_id, name)
+            self.hub.replant(pack_id, self.plant_setpoints(pack_id))
         return cleared
 
     def plant_setpoints(self, pack_id: str) -> dict[str, float]:
         """The plant setpoints in effect (none for a real BMS)."""
-        world = self._pack(pack_id).world
-        if world is None:
-            return {}
-        return {name: value for name, (value, _) in world.plant_setpoints().items()}
+        return self._pack(pack_id).plant_setpoints()
 
     def memories(self) -> dict[str, PackMemory]:
         """What the store keeps, for every pack."""

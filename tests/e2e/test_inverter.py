@@ -13,9 +13,11 @@ import queue
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import can
 import pytest
 
 from tests.e2e.modbus_raw import RawModbus
@@ -162,6 +164,21 @@ def _plant_inverter_a(port: int) -> float | None:
     return (raw - 0x10000 if raw >= 0x8000 else raw) / 10.0
 
 
+def _native_plant_frame(group: str) -> tuple[float, int]:
+    """TwinPlantSetpoints of pack 1 (0x706): (InverterDc in A, SetMask)."""
+    bus = can.Bus(interface="udp_multicast", channel=group, hop_limit=0)  # host-local
+    try:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            message = bus.recv(timeout=0.5)
+            if message is not None and message.arbitration_id == 0x706:
+                data = bytes(message.data)
+                return int.from_bytes(data[0:2], "little", signed=True) / 10.0, data[7]
+    finally:
+        bus.shutdown()
+    raise AssertionError("no TwinPlantSetpoints frame within 5 s")
+
+
 @pytest.fixture
 def running() -> Iterator[list[Inverter]]:
     """Inverter processes a test starts, killed if the test leaves one running."""
@@ -189,6 +206,8 @@ def test_the_inverter_s_current_closes_the_loop_through_the_twin_s_plant(
         )
         assert _plant_inverter_a(port) == -30.0
         twin.wait_for_message("plant inverter_dc_a = -30 for 5 s")
+        # The twin's native frames show what the controller (here the inverter) set.
+        assert _native_plant_frame(group) == (-30.0, 0b00001)
         code, report = inverter.finish()
         assert code == 0, "\n".join(inverter.lines)
         assert report["violation_counts"] == {}

@@ -19,7 +19,13 @@ from twin.exporters import can_map, modbus_map, mqtt_map
 from twin.exporters.can_map import CanSettings, Profile, encode_frames, inverter_values
 from twin.exporters.modbus_map import UnitInfo, encode_into, pack_values, unit_layout
 from twin.model.settings import CHEMISTRY_THRESHOLDS, BmsSettings, Chemistry
-from twin.protocol.readout import CellReadout, FleetReadout, PackReadout, pack_readout
+from twin.protocol.readout import (
+    PLANT_FIELDS,
+    CellReadout,
+    FleetReadout,
+    PackReadout,
+    pack_readout,
+)
 from twin.protocol.shadow import PackShadow, TwinState
 
 DAY = 740_000
@@ -208,7 +214,8 @@ def test_every_native_can_signal_maps_to_a_readout_field() -> None:
                 assert field in CELL_FIELDS or field == "flags", name
             continue
         table = can_map.NATIVE_SIGNALS[message.name]
-        assert set(table) == names, message.name
+        encodings = {"SetMask"} if message.name == "TwinPlantSetpoints" else set()
+        assert set(table) | encodings == names, message.name
         for signal, field in table.items():
             assert field in PACK_FIELDS, f"{message.name}.{signal}: {field}"
 
@@ -229,3 +236,28 @@ def test_the_readout_is_frozen() -> None:
 
 def test_the_modbus_plant_block_names_the_plants_setpoints() -> None:
     assert set(modbus_map.PLANT_SETPOINT_NAMES) == set(PLANT_SETPOINTS)
+    assert set(PLANT_FIELDS) == set(PLANT_SETPOINTS)
+    for field in PLANT_FIELDS.values():
+        assert field in PACK_FIELDS
+
+
+def test_the_plant_setpoints_in_effect_are_in_the_readout_and_the_native_frame() -> None:
+    state = _pack(Chemistry.LIFEPO4, 16, 14_336.0)
+    plain = pack_readout(state)
+    assert plain.plant_inverter_dc_a is None
+    readout = pack_readout(state, {"inverter_dc_a": -30.0, "solar_limit_pct": 50.0})
+    assert readout.plant_inverter_dc_a == -30.0
+    assert readout.plant_solar_limit_pct == 50.0
+    assert readout.plant_load_w is None
+    assert mqtt_map.plant_state(readout) == {"inverter_dc_a": -30.0, "solar_limit_pct": 50.0}
+    frame = can_map.native_values(readout)["TwinPlantSetpoints"]
+    assert frame == {
+        "InverterDc": -30.0,
+        "InverterAc": 0.0,
+        "Load": 0.0,
+        "SolarLimit": 50.0,
+        "MainsCharger": 0.0,
+        "SetMask": float(0b01001),
+    }
+    _, data = can_map.encode_native(_db("twin.dbc"), "TwinPlantSetpoints", frame, 0x706)
+    assert data == bytes.fromhex("d4fe000000003209")  # -300 x 0.1 A, 50 %, bits 0 and 3

@@ -550,6 +550,7 @@ NATIVE_OFFSETS = {
     "TwinCounters": 3,
     "TwinCellExtremes": 4,
     "TwinCells": 5,
+    "TwinPlantSetpoints": 6,
 }
 
 
@@ -591,6 +592,13 @@ NATIVE_SIGNALS: dict[str, dict[str, str]] = {
         "HarvestedTotal": "harvested_total_wh",
         "ConsumedTotal": "consumed_total_wh",
     },
+    "TwinPlantSetpoints": {
+        "InverterDc": "plant_inverter_dc_a",
+        "InverterAc": "plant_inverter_ac_w",
+        "Load": "plant_load_w",
+        "SolarLimit": "plant_solar_limit_pct",
+        "MainsCharger": "plant_mains_charger",
+    },
     "TwinCellExtremes": {
         "MinCellVoltage": "min_cell_voltage_v",
         "MaxCellVoltage": "max_cell_voltage_v",
@@ -627,15 +635,29 @@ def _native_value(signal: str, value: object) -> float | None:
     return number
 
 
+#: The plant frame's set bits, in its signals' order (``SetMask``).
+_PLANT_SIGNALS = tuple(NATIVE_SIGNALS["TwinPlantSetpoints"])
+
+
 def native_values(readout: PackReadout) -> dict[str, dict[str, float | None]]:
     """The native frames of one pack (but the cell frames), by message name."""
-    return {
+    values = {
         message: {
             signal: _native_value(signal, getattr(readout, field))
             for signal, field in signals.items()
         }
         for message, signals in NATIVE_SIGNALS.items()
     }
+    # The plant frame says which setpoints are set; a field not set reads 0, not "not
+    # available" (all ones would read -0.1 A in a signed field).
+    plant = values["TwinPlantSetpoints"]
+    plant["SetMask"] = float(
+        sum(1 << bit for bit, name in enumerate(_PLANT_SIGNALS) if plant[name] is not None)
+    )
+    for name in _PLANT_SIGNALS:
+        if plant[name] is None:
+            plant[name] = 0.0
+    return values
 
 
 def native_cell_values(readout: PackReadout, index: int) -> dict[str, float | None]:

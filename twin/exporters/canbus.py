@@ -426,9 +426,10 @@ class CanExporter:
                 continue
             base = self.settings.native_base_id + 0x10 * index
             values = native_values(readout)
+            emulated = self.port is None or self.port.emulated(pack_id)
             for name, offset in NATIVE_OFFSETS.items():
-                if name == "TwinCells":
-                    continue
+                if name == "TwinCells" or (name == "TwinPlantSetpoints" and not emulated):
+                    continue  # cells below; a real BMS's pack has no plant to show
                 message = self.twin_db.get_message_by_name(name)
                 cycle = (message.cycle_time or 1000) / 1000.0
                 if schedule.due((pack_id, name), cycle, now):

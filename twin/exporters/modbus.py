@@ -280,10 +280,6 @@ class ModbusExporter:
         lost = self._ctrl_hb_lost(unit, now)
         if unit.pack_id is not None:
             unit.values = pack_values(self.feed.pack(unit.pack_id), unit.info)
-            setpoints = self.settings_port.plant_setpoints(unit.pack_id)
-            unit.values.update(
-                (f"plant.{name}", setpoints.get(name)) for name in PLANT_SETPOINT_NAMES
-            )
             unit.values["plant.timeout_s"] = unit.plant_timeout_s or 0
             unit.values["plant.clear"] = 0
         else:

@@ -25,7 +25,7 @@ from twin.errors import WriteError
 from twin.model.limits import LimitFlag
 from twin.model.settings import WRITABLE_SETTINGS
 from twin.model.status import StatusFlag
-from twin.protocol.readout import CellReadout, FleetReadout, PackReadout
+from twin.protocol.readout import PLANT_FIELDS, CellReadout, FleetReadout, PackReadout
 
 # ---- the map data ------------------------------------------------------------------------
 
@@ -206,12 +206,10 @@ END_MODEL = (0xFFFF, 0)
 #: The settings a client may write: ``setting.<readout field>``.
 SETTING_KEYS = frozenset(f"setting.{name}" for name in WRITABLE_SETTINGS)
 
-#: The plant setpoints of an emulated pack (``twin.emulator.plant.PLANT_SETPOINTS``; a test
-#: keeps the two equal), written as ``plant.<name>`` without a PIN; and the block's timeout
-#: and clear registers.
-PLANT_SETPOINT_NAMES = (
-    "inverter_dc_a", "inverter_ac_w", "load_w", "solar_limit_pct", "mains_charger",
-)  # fmt: skip
+#: The plant setpoints of an emulated pack (the readout's ``PLANT_FIELDS``), written as
+#: ``plant.<name>`` without a PIN and read back from the readout; and the block's timeout and
+#: clear registers.
+PLANT_SETPOINT_NAMES = tuple(PLANT_FIELDS)
 PLANT_KEYS = frozenset(f"plant.{name}" for name in PLANT_SETPOINT_NAMES) | {
     "plant.timeout_s",
     "plant.clear",
@@ -619,6 +617,7 @@ def pack_values(readout: PackReadout | None, info: UnitInfo) -> dict[str, Any]:
     if readout is None:
         return values
     values.update((name, getattr(readout, name)) for name in PACK_FIELDS)
+    values.update((f"plant.{name}", getattr(readout, f)) for name, f in PLANT_FIELDS.items())
     current_range = readout.current_rating_a * 1.2
     max_v = readout.voltage_rating_v * 1.1
     # The lights, then bit 8 divergence and bit 9 stale data (register 130 and SunSpec's EvtVnd1).

@@ -50,6 +50,7 @@ from twin.exporters.mqtt_map import (
     object_prefix,
     pack_state,
     parse_command,
+    plant_state,
     plant_values,
     result_payload,
     setting_values,
@@ -346,7 +347,7 @@ class MqttExporter:
             if self.port.emulated(unit):
                 faults = json.dumps(self.port.active_faults(unit), sort_keys=True)
                 texts[f"{base}/emulator/faults"] = faults
-                plant = json.dumps(self.port.plant_setpoints(unit), sort_keys=True)
+                plant = json.dumps(plant_state(self.feed.pack(unit)), sort_keys=True)
                 texts[f"{base}/emulator/plant"] = plant
             for topic, text in list(texts.items()):
                 if force or self._last_text.get(topic) != text:

@@ -22,7 +22,7 @@ from typing import Any
 
 from twin.errors import CommandError
 from twin.model.limits import LimitFlag
-from twin.protocol.readout import ChargeState, FleetReadout, PackReadout
+from twin.protocol.readout import PLANT_FIELDS, ChargeState, FleetReadout, PackReadout
 
 JsonValue = str | int | float | bool | None
 
@@ -157,6 +157,14 @@ def pack_state(readout: PackReadout | None) -> dict[str, JsonValue]:
         )
         return values
     return _state(readout, PACK_FIELDS)
+
+
+def plant_state(readout: PackReadout | None) -> dict[str, float]:
+    """``emulator/plant``: the setpoints a controller set in the pack's plant, by name."""
+    if readout is None:
+        return {}
+    values = {name: getattr(readout, field) for name, field in PLANT_FIELDS.items()}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def fleet_state(readout: FleetReadout) -> dict[str, JsonValue]:

@@ -166,6 +166,13 @@ class PackReadout:
     avg_temp_c: float | None
     balancing_cells: int | None
     cells: tuple[CellReadout, ...]
+    # -- what a controller set in an emulated pack's plant (None: its own profile; a real
+    #    BMS's pack: always None). docs/testbench.md
+    plant_inverter_dc_a: float | None = None
+    plant_inverter_ac_w: float | None = None
+    plant_load_w: float | None = None
+    plant_solar_limit_pct: float | None = None
+    plant_mains_charger: float | None = None
 
 
 def _warning_fields(warnings: StatusFlag) -> tuple[bool, bool, bool, bool, bool]:
@@ -188,8 +195,19 @@ def _cell_means(cells: list[CellReadout]) -> tuple[float | None, float | None]:
     )
 
 
-def pack_readout(state: TwinState) -> PackReadout:
-    """The published values of one pack's state."""
+#: The plant setpoints a readout carries: setpoint name (``twin.emulator.plant.PLANT_SETPOINTS``;
+#: a test keeps the two equal) -> readout field.
+PLANT_FIELDS = {
+    "inverter_dc_a": "plant_inverter_dc_a",
+    "inverter_ac_w": "plant_inverter_ac_w",
+    "load_w": "plant_load_w",
+    "solar_limit_pct": "plant_solar_limit_pct",
+    "mains_charger": "plant_mains_charger",
+}
+
+
+def pack_readout(state: TwinState, plant: Mapping[str, float] | None = None) -> PackReadout:
+    """The published values of one pack's state; ``plant``: the setpoints in effect."""
     settings = state.settings
     logic = state.logic
     stale = state.stale
@@ -300,6 +318,7 @@ def pack_readout(state: TwinState) -> PackReadout:
         avg_temp_c=None if inputs is None else avg_t,
         balancing_cells=None if stale else sum(1 for c in cells if c.balancing),
         cells=cells,
+        **{field: plant.get(name) for name, field in PLANT_FIELDS.items()} if plant else {},
     )
 
 
