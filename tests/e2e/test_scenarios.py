@@ -175,14 +175,22 @@ def test_an_inverter_obeying_the_limits_charges_to_full_without_a_vmax_trip(
     # relays: the charger follows its own 57.6 V, a cell reaches V-max, the relay trips.
     assert "bms,charge,0,CELL_AT_VMAX" in relay_relays
     assert max(r["pack_voltage_v"] - r["cvl_v"] for r in relays if r["cvl_v"] == r["cvl_v"]) > 0.1
-    # limits: no trip at all, CVL never exceeded (within one step's regulation), full.
+    assert "ALL_CELLS_AT_VBALANCE" not in relay_relays.split("CELL_AT_VMAX")[0]
+    # limits: no V-max trip, CVL never exceeded (within one step's regulation), and full: the
+    # charge ends because every cell reached V-balance, the SOC recalibrated to 100 %.
     assert "CELL_AT_VMAX" not in limit_relays
-    assert "bms,charge,0" not in limit_relays
+    ends = [
+        line
+        for line in limit_relays.splitlines()
+        if line.split(",", 1)[-1].startswith(("bms,charge,0", "twin,charge,0"))
+    ]
+    assert ends and all(line.endswith("ALL_CELLS_AT_VBALANCE") for line in ends), ends
     published = [r for r in limits if r["cvl_v"] == r["cvl_v"]]  # NaN before the first frame
     assert max(r["pack_voltage_v"] - r["cvl_v"] for r in published) <= 0.02
     assert max(r["cell_max_v"] for r in limits) < 3.70
-    assert max(r["true_soc_pct"] for r in limits) >= 95.0
-    assert max(r["bms_soc_pct"] for r in limits) >= 95.0
+    assert max(r["true_soc_pct"] for r in limits) >= 98.0
+    assert max(r["bms_soc_pct"] for r in limits) >= 99.9  # recalibrated to 100 %
+    assert max(r["bms_soc_pct"] for r in relays) < 99.0  # relays: never full
     # The charge current tapers: full current while the pack is low, a fraction near full
     # with the sun still strong (CCL recovers in steps now and then, so the mean), and CCL
     # well below its cap then.
