@@ -318,7 +318,11 @@ def pack_readout(state: TwinState, plant: Mapping[str, float] | None = None) -> 
         avg_temp_c=None if inputs is None else avg_t,
         balancing_cells=None if stale else sum(1 for c in cells if c.balancing),
         cells=cells,
-        **{field: plant.get(name) for name, field in PLANT_FIELDS.items()} if plant else {},
+        plant_inverter_dc_a=None if plant is None else plant.get("inverter_dc_a"),
+        plant_inverter_ac_w=None if plant is None else plant.get("inverter_ac_w"),
+        plant_load_w=None if plant is None else plant.get("load_w"),
+        plant_solar_limit_pct=None if plant is None else plant.get("solar_limit_pct"),
+        plant_mains_charger=None if plant is None else plant.get("mains_charger"),
     )
 
 
