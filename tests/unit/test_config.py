@@ -228,6 +228,7 @@ def test_the_examples_service_options_parse_when_uncommented() -> None:
         "save_interval_s = 30",
         "ctrl_hb_timeout_s = 10",
         "unit_ids = { pack1 = 1 }",
+        "inverter_options = { hold_limits_s = 60 }",
     ):
         assert f"# {line}" in text
         text = text.replace(f"# {line}", line, 1)
@@ -236,6 +237,10 @@ def test_the_examples_service_options_parse_when_uncommented() -> None:
     assert config.modbus is not None and config.modbus.pack_unit_ids == (("pack1", 1),)
     world = config.packs[0].source.world
     assert world is not None and world.pack.capacity_ah == 280
+    inverter = world.plant.inverter
+    assert inverter is not None
+    assert inverter.hold_limits_s == 60.0
+    assert inverter.cvl_only is False  # an option not given keeps its default
 
 
 @pytest.mark.parametrize(

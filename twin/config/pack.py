@@ -235,6 +235,7 @@ _SOURCE_FIELDS_OF_KIND = {
     "charger_a": SourceKind.EMULATOR,
     "seed": SourceKind.EMULATOR,
     "inverter": SourceKind.EMULATOR,
+    "inverter_options": SourceKind.EMULATOR,
     "uart_pty": SourceKind.EMULATOR,
     "uart_pty_file": SourceKind.EMULATOR,
     "uart_tcp_port": SourceKind.EMULATOR,
@@ -337,6 +338,7 @@ def _emulated_world(
             inverter=InverterSpec(
                 max_power_w=settings.inverter_peak_w,
                 mode=InverterMode(source.inverter or "relays"),
+                **(source.inverter_options.model_dump() if source.inverter_options else {}),
             ),
             mains_charger=mains,
             seed=seed,

@@ -18,7 +18,7 @@ from twin.config.messages import validate
 from twin.config.objects import LiveScenario, PackConfig, SourceConfig, SourceKind, TwinConfig
 from twin.config.pack import pack_config
 from twin.config.run import read_text
-from twin.config.schema import Model, PackModel, Percent, Temperature
+from twin.config.schema import InverterOptionsModel, Model, PackModel, Percent, Temperature
 from twin.emulator.chain import ChainSpec
 from twin.emulator.events import (
     EVENT_KINDS,
@@ -142,19 +142,13 @@ class LoadModel(Model):
 _INVERTER = InverterSpec()
 
 
-class InverterModel(Model):
+class InverterModel(InverterOptionsModel):
     """``[inverter]``: the inverter, and in ``limits`` mode what it obeys (docs/testbench.md)."""
 
     max_power_kw: float = Field(default=_INVERTER.max_power_w / 1000.0, ge=0.0, le=10_000.0)
     efficiency: float = Field(default=_INVERTER.efficiency, gt=0.0, le=1.0)
     idle_w: float = Field(default=_INVERTER.idle_w, ge=0.0, le=10_000.0)
     mode: InverterMode = _INVERTER.mode
-    voltage_offset_v: float = Field(default=_INVERTER.voltage_offset_v, ge=-5.0, le=5.0)
-    cvl_only: bool = _INVERTER.cvl_only
-    hold_limits_s: float = Field(default=_INVERTER.hold_limits_s, ge=0.0, le=86_400.0)
-    overvoltage_discharge_a: float = Field(
-        default=_INVERTER.overvoltage_discharge_a, ge=0.0, le=10_000.0
-    )
 
 
 class ChainModel(Model):

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from twin.emulator.plant import InverterSpec
 from twin.exporters.can_map import HeartbeatAction, Profile
 from twin.model.limits import LimitSettings
 from twin.model.settings import (
@@ -121,6 +122,23 @@ def _check_host(value: str) -> str:
 Host = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_check_host)]
 
 
+_INVERTER = InverterSpec()
+
+
+class InverterOptionsModel(Model):
+    """The known behaviours of real inverters, as options of the emulated one (docs/testbench.md).
+
+    ``[pack.source] inverter_options`` for ``twin run``; part of a scenario's ``[inverter]``.
+    """
+
+    voltage_offset_v: float = Field(default=_INVERTER.voltage_offset_v, ge=-5.0, le=5.0)
+    cvl_only: bool = _INVERTER.cvl_only
+    hold_limits_s: float = Field(default=_INVERTER.hold_limits_s, ge=0.0, le=86_400.0)
+    overvoltage_discharge_a: float = Field(
+        default=_INVERTER.overvoltage_discharge_a, ge=0.0, le=10_000.0
+    )
+
+
 class SourceModel(Model):
     """``[pack.source]``: where the pack's UART bytes come from, and how to read them."""
 
@@ -143,6 +161,8 @@ class SourceModel(Model):
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     inverter: Literal["relays", "limits"] | None = None
     """Emulator: what the emulated inverter and chargers obey (docs/testbench.md)."""
+    inverter_options: InverterOptionsModel | None = None
+    """Emulator: the known inverter behaviours of a ``limits`` inverter (docs/testbench.md)."""
     uart_pty: bool | None = None
     """Emulator: serve the UART stream on a pseudo-terminal too."""
     uart_pty_file: str | None = Field(default=None, min_length=1)
