@@ -103,6 +103,9 @@ save_interval_s = 3600
 [modbus]
 port = {port}
 
+[web]
+enabled = false        # what is measured here is the interfaces, not the page
+
 [can]
 interface = "udp_multicast"
 channel = "{group}"

@@ -49,6 +49,9 @@ save_interval_s = 3600
 [modbus]
 port = {port}
 
+[web]
+enabled = false        # what is measured here is the interfaces, not the page
+
 # The Modbus server is what is measured here; CAN has its own benchmark (bench_can.py, which
 # runs under this benchmark's load).
 [can]

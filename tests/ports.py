@@ -46,6 +46,9 @@ class PackPort:
     def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
         return {}
 
+    def fault_kinds(self) -> dict[str, dict[str, object]]:
+        return {}
+
     def set_plant(self, pack_id: str, name: str, value: float, timeout_s: float | None) -> None:
         raise AssertionError("never called for a pack that is not emulated")
 

@@ -32,13 +32,14 @@ from typing import Any, Protocol, TextIO
 from twin import __version__
 from twin.config import PackConfig, SourceKind, TwinConfig, load_register_maps
 from twin.emulator.events import apply_changes
-from twin.emulator.faults import FaultPanel
+from twin.emulator.faults import FAULTS, FaultPanel
 from twin.emulator.simulation import World
 from twin.errors import SourceError, StoreError
 from twin.exporters.canbus import CanExporter
 from twin.exporters.modbus import ModbusExporter
 from twin.exporters.mqtt import MqttExporter
 from twin.exporters.ports import Exporter
+from twin.exporters.web import WebExporter
 from twin.model.logic import LogicState
 from twin.model.pin import PinGuard
 from twin.model.settings import BmsSettings, with_settings, writable_values
@@ -657,6 +658,18 @@ class Service:
             log.warning("%s: emulator fault %s cleared", pack_id, ", ".join(cleared))
         return cleared
 
+    def fault_kinds(self) -> dict[str, dict[str, object]]:
+        """The live faults there are (the dashboard's fault panel)."""
+        return {
+            name: {
+                "description": kind.description,
+                "required": list(kind.required),
+                "optional": {key: default for key, default in kind.optional},
+                "target": kind.target,
+            }
+            for name, kind in FAULTS.items()
+        }
+
     def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
         """The emulator faults in effect in the pack."""
         panel = self._pack(pack_id).faults
@@ -749,6 +762,9 @@ class Service:
             modbus = exporters.get("modbus")
             if isinstance(modbus, ModbusExporter):
                 await modbus.start()
+            web = exporters.get("web")
+            if isinstance(web, WebExporter):
+                await web.start()
         except BaseException:
             for outlet in served:
                 await outlet.close()
@@ -822,6 +838,17 @@ class Service:
                 self,
                 mqtt,
                 {p.pack_id: p.shadow.settings.cell_count for p in self.packs},
+                version=__version__,
+            )
+        web = self.config.web
+        if web is not None:
+            others = dict(exporters)
+            exporters["web"] = WebExporter(
+                self.hub,
+                self,
+                web,
+                [p.pack_id for p in self.packs],
+                lambda: {name: exporter.status() for name, exporter in others.items()},
                 version=__version__,
             )
         return exporters

@@ -12,7 +12,7 @@
     │   ├── BrokerError(ExporterError)       the MQTT broker cannot be reached or was lost
     │   │   └── BrokerRefusedError(BrokerError)   the broker refused the connection
     │   ├── WriteError(ExporterError, ValueError)   a Modbus write refused (the client sees 0x03)
-    │   └── CommandError(ExporterError, ValueError) an MQTT command refused (its result says why)
+    │   └── CommandError(ExporterError, ValueError) an MQTT command or a dashboard write refused
     ├── StoreError(TwinError)                the state file cannot be written (retried)
     └── OutputError(TwinError)               a result file (twin simulate --out) cannot be written
 
@@ -82,7 +82,15 @@ class WriteError(ExporterError, ValueError):
 
 
 class CommandError(ExporterError, ValueError):
-    """An MQTT command that cannot be carried out; the message goes to the result topic."""
+    """A command that cannot be carried out.
+
+    An MQTT command (the message goes to the result topic) or a dashboard write (answered with
+    ``status``, an HTTP status code).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class StoreError(TwinError):

@@ -8,9 +8,10 @@ fixtures:
   (several in one test if need be), each stopped after the test.
 
 The default twin is the embedded default's pack (an emulated 16-cell LiFePO4 pack) with every
-interface on, on this host only: Modbus TCP on a free port of 127.0.0.1, CAN on a host-local
-python-can ``udp_multicast`` group of its own (hop limit 0: no frame leaves the machine), its
-UART stream on a pseudo-terminal and a TCP port, and MQTT when a broker is given. A
+interface on, on this host only: Modbus TCP and the dashboard on free ports of 127.0.0.1, CAN
+on a host-local python-can ``udp_multicast`` group of its own (hop limit 0: no frame leaves the
+machine), its UART stream on a pseudo-terminal and a TCP port, and MQTT when a broker is
+given. A
 configuration (TOML text or a file) replaces the defaults as it is; a scenario is played live
 as ``twin run --scenario`` does (``speed`` times faster).
 
@@ -71,6 +72,9 @@ port = {modbus_port}
 interface = "udp_multicast"
 channel = "{group}"
 profile = "{profile}"
+
+[web]
+port = {web_port}
 {mqtt}"""
 
 MQTT_SECTION = """
@@ -117,6 +121,12 @@ class RunningTwin:
         """(host, port) of the Modbus TCP server (unit 1 = the first pack, 100 = the fleet)."""
         modbus = self.config.modbus
         return None if modbus is None else (modbus.host, modbus.port)
+
+    @property
+    def web_url(self) -> str | None:
+        """The dashboard's address (``http://127.0.0.1:<port>/``)."""
+        web = self.config.web
+        return None if web is None else f"http://{web.host}:{web.port}/"
 
     @property
     def can_channel(self) -> tuple[str, str] | None:
@@ -331,6 +341,7 @@ def default_config_text(
         inverter=inverter,
         directory=directory.as_posix(),
         modbus_port=free_port(),
+        web_port=free_port(),
         group=multicast_group(),
         profile=profile,
         mqtt=mqtt_text,

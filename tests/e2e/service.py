@@ -42,6 +42,9 @@ save_interval_s = {save_interval_s}
 
 [modbus]
 port = {port}
+
+[web]
+enabled = false        # the dashboard has its own tests
 """
 
 

@@ -33,6 +33,9 @@ path = "state.json"
 [modbus]
 port = {free_port()}
 
+[web]
+enabled = false        # the dashboard has its own tests
+
 [can]
 interface = "udp_multicast"
 channel = "{group}"

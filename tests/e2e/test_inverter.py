@@ -48,6 +48,9 @@ path = "state.json"
 [modbus]
 port = {port}
 
+[web]
+enabled = false        # the dashboard has its own tests
+
 [can]
 interface = "udp_multicast"
 channel = "{group}"

@@ -36,6 +36,9 @@ path = "state.json"
 
 [modbus]
 port = {port}
+
+[web]
+enabled = false        # the dashboard has its own tests
 """
 
 

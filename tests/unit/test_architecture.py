@@ -61,6 +61,7 @@ LIBRARY_OWNERS = {
     "can": {"twin.exporters.canbus", "twin.exporters.inverter_link"},
     "cantools": {"twin.exporters.canbus", "twin.exporters.can_map", "twin.exporters.inverter_map"},
     "aiomqtt": {"twin.exporters.mqtt"},
+    "aiohttp": {"twin.exporters.web"},
     "paho": {"twin.exporters.mqtt"},
     "serial": {"twin.sources.serial"},
     "serial_asyncio_fast": {"twin.sources.serial"},
@@ -76,6 +77,8 @@ EXPORTER_OF = {
     "inverter_link": "can",
     "mqtt": "mqtt",
     "mqtt_map": "mqtt",
+    "web": "web",
+    "web_map": "web",
 }
 #: What every exporter may share (modules of twin.exporters).
 EXPORTER_SHARED = {"ports"}

@@ -15,6 +15,7 @@ from twin.exporters.modbus_map import (
     ModbusSettings,
 )
 from twin.exporters.mqtt_map import MqttSettings
+from twin.exporters.web_map import WebSettings
 from twin.model.limits import LimitSettings
 from twin.model.settings import (
     BmsSettings,
@@ -129,3 +130,5 @@ class TwinConfig:
     """None: no CAN exporter."""
     mqtt: MqttSettings | None = None
     """None: no MQTT exporter (the default: it needs a broker)."""
+    web: WebSettings | None = field(default_factory=WebSettings)
+    """None: no dashboard."""

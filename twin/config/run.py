@@ -17,13 +17,21 @@ from twin.config.objects import (
     default_state_path,
 )
 from twin.config.pack import pack_config
-from twin.config.schema import CanModel, ConfigModel, ModbusModel, MqttModel, SourceModel
+from twin.config.schema import (
+    CanModel,
+    ConfigModel,
+    ModbusModel,
+    MqttModel,
+    SourceModel,
+    WebModel,
+)
 from twin.errors import ConfigError
 from twin.exporters.can_map import CanSettings
 from twin.exporters.modbus_map import (
     ModbusSettings,
 )
 from twin.exporters.mqtt_map import FLEET_UNIT, MqttSettings
+from twin.exporters.web_map import WebSettings
 
 # ---------------------------------------------------------------------------------------------
 # Loading.
@@ -127,6 +135,19 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> TwinCo
         modbus=_modbus(model.modbus, [p.pack_id for p in packs], source),
         can=_can(model.can, len(packs), source),
         mqtt=_mqtt(model.mqtt, [p.pack_id for p in packs], source, base_dir or Path.cwd()),
+        web=_web(model.web),
+    )
+
+
+def _web(model: WebModel) -> WebSettings | None:
+    """The dashboard's server (None: ``enabled = false``)."""
+    if not model.enabled:
+        return None
+    return WebSettings(
+        host=model.host,
+        port=model.port,
+        update_hz=model.update_hz,
+        max_clients=model.max_clients,
     )
 
 

@@ -320,6 +320,16 @@ class MqttModel(Model):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
 
 
+class WebModel(Model):
+    """``[web]``: the dashboard (a live web page of the twin)."""
+
+    enabled: bool = True
+    host: Host = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    update_hz: float = Field(default=2.0, gt=0.0, le=20.0)
+    max_clients: int = Field(default=20, ge=1, le=1000)
+
+
 class ConfigModel(Model):
     """The whole file."""
 
@@ -328,6 +338,7 @@ class ConfigModel(Model):
     modbus: ModbusModel = Field(default_factory=ModbusModel)
     can: CanModel = Field(default_factory=CanModel)
     mqtt: MqttModel | None = None
+    web: WebModel = Field(default_factory=WebModel)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,14 @@ class CommandPort(SettingsPort, Protocol):
         """Clear an emulator fault (all of its kind, or the one a parameter picks)."""
         ...
 
+    def fault_kinds(self) -> dict[str, dict[str, object]]:
+        """The live faults there are, by name.
+
+        Each: its description, required and optional parameters (with defaults) and the
+        parameter that picks one of several.
+        """
+        ...
+
     def active_faults(self, pack_id: str) -> dict[str, dict[str, object]]:
         """The emulator faults in effect now."""
         ...
