@@ -99,6 +99,9 @@ class Inverter:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Not the checkout: ``python -m`` puts the working directory first on sys.path, and
+            # the compiled build's suite must run the installed twin, not the source tree.
+            cwd=report.parent,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()

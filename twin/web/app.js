@@ -114,7 +114,8 @@ function drawCells(p) {
     bar.className = "cell " + cell.state;
     bar.classList.toggle("min", cell.index === p.min_cell_index && !p.stale);
     bar.classList.toggle("max", cell.index === p.max_cell_index && !p.stale);
-    const share = cell.voltage_v === null ? 0 : Math.max(0.02, Math.min(1, (cell.voltage_v - low) / (high - low)));
+    // A stale cell is a full grey bar: no voltage is shown for it, not even the last one.
+    const share = cell.voltage_v === null ? 1 : Math.max(0.02, Math.min(1, (cell.voltage_v - low) / (high - low)));
     bar.firstChild.style.height = (share * 100).toFixed(1) + "%";
     bar.children[1].textContent = fmt(cell.voltage_v, 3);
     bar.dataset.voltage = cell.voltage_v === null ? "" : String(cell.voltage_v);
@@ -139,7 +140,8 @@ function chart(canvas, times, series, columns, unit) {
   if (values.length < 2) { ctx.fillStyle = "#888"; ctx.fillText("collecting samples", 10, 20); return; }
   let lo = Math.min(...values), hi = Math.max(...values);
   if (hi - lo < 1e-6) { lo -= 1; hi += 1; }
-  const t0 = times[0], t1 = Math.max(times[times.length - 1], t0 + 1);
+  // The last hour, right-aligned: the line grows from the right as samples come.
+  const t1 = times[times.length - 1], t0 = t1 - 3600;
   ctx.strokeStyle = "#ccc"; ctx.strokeRect(40, 5, w - 45, h - 20);
   ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
   ctx.fillText(hi.toFixed(2) + " " + unit, 2, 14); ctx.fillText(lo.toFixed(2), 2, h - 16);
