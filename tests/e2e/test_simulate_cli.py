@@ -77,6 +77,12 @@ def test_simulate_writes_the_series_the_relay_log_the_summary_and_the_plot(
     assert "NO_COMMUNICATION" in relays
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "summary.txt").read_text(encoding="utf-8").startswith("scenario")
+    # The report: one self-contained page (the plot inside), the reasons of the relay changes.
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert report.startswith("<!doctype html>")
+    assert 'src="data:image/png;base64,iVBORw0KGgo' in report
+    assert "NO_COMMUNICATION" in report and "relay toggles" in report
+    assert "http" not in report.replace("<!doctype html>", "")  # nothing loaded from elsewhere
 
 
 def test_a_bad_scenario_is_one_line_and_exit_code_2(tmp_path: Path) -> None:

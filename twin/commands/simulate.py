@@ -7,13 +7,17 @@ and the files in ``--out``:
 - ``relays.csv``: every relay change of the BMS and of the twin, with the reason;
 - ``summary.txt`` / ``summary.json``: the figures (also printed);
 - ``plot.png``: pack voltage, true vs BMS vs twin SOC, cells, currents, relays, temperatures
-  (needs matplotlib: ``pip install 'twin[plot]'``; without it the rest is still written).
+  (needs matplotlib: ``pip install 'twin[plot]'``; without it the rest is still written);
+- ``report.html``: the summary, the plot and the relay changes with their reasons in one
+  self-contained page (for a report).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
+import html
 import json
 import math
 import time
@@ -81,7 +85,76 @@ def write_outputs(result: SimResult, out: Path, wall_s: float) -> list[Path]:
     plot = out / "plot.png"
     if write_plot(result, plot):
         written.append(plot)
+    report = out / "report.html"
+    try:
+        report.write_text(
+            report_html(result, wall_s, plot if plot in written else None), encoding="utf-8"
+        )
+    except OSError as exc:
+        raise OutputError(f"{report}: cannot write: {exc.strerror or exc}") from exc
+    written.append(report)
     return written
+
+
+def report_html(result: SimResult, wall_s: float, plot: Path | None) -> str:
+    """One self-contained HTML page for a report: the summary, the plot, the relay changes.
+
+    The plot is embedded (a data URI), so the file can be mailed or attached alone; every
+    text is escaped.
+    """
+    title = html.escape(result.scenario.name)
+    image = ""
+    if plot is not None:
+        data = base64.b64encode(plot.read_bytes()).decode("ascii")
+        image = f'<img alt="plot of the run" src="data:image/png;base64,{data}">'
+    summary = "\n".join(html.escape(line) for line in summary_text(result, wall_s))
+    rows = "\n".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            html.escape(_clock(change.time_s)),
+            html.escape(change.who),
+            html.escape(change.relay),
+            "on" if change.on else "off",
+            html.escape(change.reason or ""),
+        )
+        for change in result.changes
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>twin simulate: {title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1d232b; }}
+pre {{ background: #f5f6f8; padding: 1em; overflow-x: auto; }}
+img {{ max-width: 100%; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .2em .8em; text-align: left; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<h2>Summary</h2>
+<pre>{summary}</pre>
+{image}
+<h2>Relay changes</h2>
+<table>
+<thead><tr><th>time (from the start)</th><th>who</th><th>relay</th><th></th><th>reason</th>
+</tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</body>
+</html>
+"""
+
+
+def _clock(time_s: float) -> str:
+    """Seconds from the start as ``[Nd ]hh:mm:ss``."""
+    days, rest = divmod(int(time_s), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{seconds:02d}"
 
 
 def _write_timeseries(result: SimResult, path: Path) -> Path:
