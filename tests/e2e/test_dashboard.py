@@ -218,6 +218,8 @@ def test_the_page_loads_clean_and_agrees_with_modbus(
     wait_until(lambda: _agree(browser, twin.port), what="the page equal to Modbus")
     assert _console_errors(browser) == []
     assert _page(browser)["cells"] == 16
+    # Every cell reported once (the UART brings one a second) and a trend begun: the picture.
+    wait_until(lambda: _page(browser)["staleCells"] == 0, timeout_s=40.0, what="every cell")
     _screenshots(browser, tmp_path / "screenshots", "dashboard")
     assert (tmp_path / "screenshots" / "dashboard-phone.png").stat().st_size > 10_000
 

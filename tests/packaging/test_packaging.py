@@ -58,6 +58,9 @@ def test_a_built_wheel_carries_the_data_and_runs_from_itself(tmp_path: Path) -> 
         "twin/register_maps/README.md",
         "twin/example.toml",
         "twin/py.typed",
+        "twin/web/index.html",
+        "twin/web/app.js",
+        "twin/web/style.css",
     ):
         assert name in names
     # An isolated interpreter that sees only the unpacked wheel (no source tree, no editable

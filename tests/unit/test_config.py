@@ -417,3 +417,21 @@ def test_the_served_uart_of_an_emulated_pack(tmp_path: Path) -> None:
     assert (served.tcp_host, served.tcp_port) == ("127.0.0.1", 7001)
     (plain,) = parse_config(cfg(), "t.toml").packs
     assert not plain.source.served.enabled
+
+
+def test_a_pack_id_with_markup_is_refused() -> None:
+    # The id reaches the page, topics and logs: letters, digits, - and _ only.
+    text = example_text().replace('id = "pack1"', 'id = "<script>alert(1)</script>"', 1)
+    with pytest.raises(ConfigError, match=r"pack\[0\]\.id"):
+        parse_config(text, "t")
+
+
+def test_the_dashboard_is_on_by_default_and_off_with_enabled_false() -> None:
+    config = parse_config(example_text(), "t")
+    assert config.web is not None
+    assert (config.web.host, config.web.port, config.web.update_hz) == ("127.0.0.1", 8080, 2.0)
+    section = "[web]"
+    off = parse_config(example_text().replace(section, section + "\nenabled = false", 1), "t")
+    assert off.web is None
+    with pytest.raises(ConfigError, match=r"web\.update_hz"):
+        parse_config(example_text().replace(section, section + "\nupdate_hz = 50", 1), "t")

@@ -139,7 +139,7 @@ function chart(canvas, times, series, columns, unit) {
   const values = series.flatMap(([name]) => columns[name].filter((v) => v !== null));
   if (values.length < 2) { ctx.fillStyle = "#888"; ctx.fillText("collecting samples", 10, 20); return; }
   let lo = Math.min(...values), hi = Math.max(...values);
-  if (hi - lo < 1e-6) { lo -= 1; hi += 1; }
+  if (hi - lo < 0.1) { const mid = (hi + lo) / 2; lo = mid - 0.05; hi = mid + 0.05; } // a flat line in the middle
   // The last hour, right-aligned: the line grows from the right as samples come.
   const t1 = times[times.length - 1], t0 = t1 - 3600;
   ctx.strokeStyle = "#ccc"; ctx.strokeRect(40, 5, w - 45, h - 20);
