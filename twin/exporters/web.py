@@ -302,7 +302,9 @@ class WebExporter:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if len(self.clients) >= self.settings.max_clients:
             return _answer(503, ok=False, error="too many browsers")
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+        # No per-message deflate: compressing every push for every browser costs the event
+        # loop (and so Modbus and CAN) far more than the bytes cost on a local link.
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096, compress=False)
         await ws.prepare(request)
         client = _Client(ws)
         self.clients.add(client)
