@@ -42,6 +42,7 @@ from twin.exporters.ports import Exporter
 from twin.exporters.web import WebExporter
 from twin.model.logic import LogicState
 from twin.model.pin import PinGuard
+from twin.model.relays import condition_names
 from twin.model.settings import BmsSettings, with_settings, writable_values
 from twin.model.status import StatusFlag
 from twin.protocol.readout import PackReadout, fleet_readout, pack_readout
@@ -244,6 +245,8 @@ class PackRuntime:
         self._started_s = timeline.now(asyncio.get_running_loop().time())
         self._started_wall_s = asyncio.get_running_loop().time()
         self._was_divergent = False
+        self._relays: dict[str, bool] = {}
+        """The relays as last logged ("twin charge", "bms load", ...)."""
 
     def plant_setpoints(self) -> dict[str, float]:
         """The plant setpoints in effect (none for a real BMS)."""
@@ -365,6 +368,42 @@ class PackRuntime:
             else:
                 log.info("%s: the BMS and the twin agree again", self.pack_id)
             self._was_divergent = state.divergent
+        self._log_relays(state)
+
+    def _log_relays(self, state: TwinState) -> None:
+        """Log each relay change: the twin's with the rows that decided it, the BMS's own."""
+        logic = state.logic
+        if logic is None:
+            return
+        relays = (
+            ("charge", state.twin_charge, state.reported_charge, logic.charge.blocking),
+            ("load", state.twin_discharge, state.reported_discharge, logic.discharge.blocking),
+        )
+        for name, twin_on, reported_on, blocking in relays:
+            key_twin, key_bms = f"twin {name}", f"bms {name}"
+            before = self._relays.get(key_twin)
+            if before is not None and before != twin_on:
+                why = "" if twin_on else f" ({', '.join(condition_names(blocking))})"
+                log.info(
+                    "%s: %s relay %s (the twin)%s%s",
+                    self.pack_id,
+                    name,
+                    "on" if twin_on else "off",
+                    why,
+                    self._emulated_at(state),
+                )
+            self._relays[key_twin] = twin_on
+            if reported_on is not None:
+                before = self._relays.get(key_bms)
+                if before is not None and before != reported_on:
+                    log.info(
+                        "%s: the BMS reports its %s relay %s%s",
+                        self.pack_id,
+                        name,
+                        "on" if reported_on else "off",
+                        self._emulated_at(state),
+                    )
+                self._relays[key_bms] = reported_on
 
     def _emulated_at(self, state: TwinState) -> str:
         """`` at hh:mm:ss`` of a scenario played live (its emulated clock); else nothing."""

@@ -11,14 +11,15 @@ import cantools
 import pytest
 from cantools.database.can import Database
 
-from tests.factories import readouts
-from tests.frames import frame_stream
+from tests.factories import lfp_settings, readouts
+from tests.frames import frame_stream, sample_frame
 from twin.config import load_register_maps
 from twin.emulator.plant import PLANT_SETPOINTS
 from twin.exporters import can_map, modbus_map, mqtt_map
 from twin.exporters.can_map import CanSettings, Profile, encode_frames, inverter_values
 from twin.exporters.modbus_map import UnitInfo, encode_into, pack_values, unit_layout
 from twin.model.settings import CHEMISTRY_THRESHOLDS, BmsSettings, Chemistry
+from twin.protocol.frame import encode_frame
 from twin.protocol.readout import (
     PLANT_FIELDS,
     CellReadout,
@@ -261,3 +262,24 @@ def test_the_plant_setpoints_in_effect_are_in_the_readout_and_the_native_frame()
     }
     _, data = can_map.encode_native(_db("twin.dbc"), "TwinPlantSetpoints", frame, 0x706)
     assert data == bytes.fromhex("d4fe000000003209")  # -300 x 0.1 A, 50 %, bits 0 and 3
+
+
+def test_the_rows_that_hold_a_relay_off_are_in_the_readout() -> None:
+    from twin.model.relays import Condition, condition_names
+
+    assert condition_names(Condition.CELL_AT_VMAX | Condition.CELLS_NOT_BELOW_VMAX) == (
+        "CELL_AT_VMAX",
+        "CELLS_NOT_BELOW_VMAX",
+    )
+    assert condition_names(Condition.NONE) == ()
+    readout = pack_readout(_pack(Chemistry.LIFEPO4, 16, 14_336.0))
+    assert readout.charge_twin is True
+    assert readout.charge_blocking == ()
+    # A cell above V-max: the twin opens the charge relay, and says why.
+    shadow = PackShadow("pack1", lfp_settings())
+    state = shadow.feed(encode_frame(sample_frame(max_cell_voltage_v=3.75)), 0.0, DAY)
+    assert state is not None
+    high = pack_readout(state)
+    assert high.charge_twin is False
+    assert "CELL_AT_VMAX" in high.charge_blocking
+    assert high.discharge_blocking == ()

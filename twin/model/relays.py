@@ -63,6 +63,20 @@ class Condition(IntFlag):
     """Not all cell temperatures < T-max."""
 
 
+_NAMES: dict[int, tuple[str, ...]] = {}
+
+
+def condition_names(conditions: Condition) -> tuple[str, ...]:
+    """The names of the rows in ``conditions`` (memoised: a relay meets a handful of sets)."""
+    value = int(conditions)
+    found = _NAMES.get(value)
+    if found is None:
+        found = _NAMES[value] = tuple(
+            str(row.name) for row in Condition if row.value and value & row.value
+        )
+    return found
+
+
 Predicate = Callable[[BmsInputs, float, BmsSettings], bool]
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from twin.model.limits import LimitFlag
+from twin.model.relays import condition_names
 from twin.model.status import StatusFlag
 from twin.protocol.shadow import FleetView, TwinState
 
@@ -173,6 +174,10 @@ class PackReadout:
     plant_load_w: float | None = None
     plant_solar_limit_pct: float | None = None
     plant_mains_charger: float | None = None
+    # -- why the twin's relay is off: the relay table's rows that hold it off (disable rows
+    #    that hold, enable rows that do not), by name; () while the twin has it on.
+    charge_blocking: tuple[str, ...] = ()
+    discharge_blocking: tuple[str, ...] = ()
 
 
 def _warning_fields(warnings: StatusFlag) -> tuple[bool, bool, bool, bool, bool]:
@@ -323,6 +328,14 @@ def pack_readout(state: TwinState, plant: Mapping[str, float] | None = None) -> 
         plant_load_w=None if plant is None else plant.get("load_w"),
         plant_solar_limit_pct=None if plant is None else plant.get("solar_limit_pct"),
         plant_mains_charger=None if plant is None else plant.get("mains_charger"),
+        charge_blocking=(
+            () if logic is None or state.twin_charge else condition_names(logic.charge.blocking)
+        ),
+        discharge_blocking=(
+            ()
+            if logic is None or state.twin_discharge
+            else condition_names(logic.discharge.blocking)
+        ),
     )
 
 

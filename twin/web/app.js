@@ -71,7 +71,10 @@ function drawPack(p) {
     if (p[relay + "_effective"]) continue;
     const why = [];
     if (!p[relay + "_reported"]) why.push("the BMS has it off");
-    if (!p[relay + "_twin"]) why.push("the twin's logic has it off");
+    if (!p[relay + "_twin"]) {
+      const rows = p[relay + "_blocking"] || [];
+      why.push("the twin's logic has it off" + (rows.length ? " (" + rows.join(", ") + ")" : ""));
+    }
     if (p.stale) why.push("the data is stale");
     blocking.push(name + " off: " + (why.join(", ") || "-"));
   }
