@@ -153,6 +153,11 @@ async def test_a_cross_origin_or_form_write_is_refused(served: Served) -> None:
             headers={"Origin": served.url},  # the page itself
         ) as response:
             assert response.status == 200
+        # Another site's page cannot read the pushes either (no cross-site WebSocket).
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(f"{served.url}/ws", origin="http://evil.example")
+        async with session.ws_connect(f"{served.url}/ws", origin=served.url) as ws:
+            assert json.loads(await ws.receive_str(timeout=5))["packs"]
     assert served.port.cleared == 1
 
 

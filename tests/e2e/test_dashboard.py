@@ -351,3 +351,72 @@ def test_a_255_cell_pack_renders_all_its_cells(browser: WebDriver, tmp_path: Pat
         assert _console_errors(browser) == []
         _screenshots(browser, tmp_path / "screenshots", "cells-255")
         assert process.stop() == 0
+
+
+TWO_PACKS = """
+[[pack]]
+id = "north"
+chemistry = "LiFePO4"
+cells = 8
+capacity_wh = 2560
+pin = "4321"
+
+[pack.source]
+kind = "emulator"
+true_soc_pct = 40
+
+[[pack]]
+id = "south"
+chemistry = "LiFePO4"
+cells = 8
+capacity_wh = 2560
+pin = "4321"
+
+[pack.source]
+kind = "emulator"
+true_soc_pct = 70
+seed = 1
+
+[store]
+path = "state.json"
+
+[modbus]
+port = {port}
+
+[can]
+enabled = false
+
+[web]
+port = {web_port}
+"""
+
+
+def test_each_pack_has_a_tab_and_the_fleet_one_agrees_with_the_fleet_unit(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    port, web_port = free_port(), free_port()
+    config = tmp_path / "twin.toml"
+    config.write_text(TWO_PACKS.format(port=port, web_port=web_port), encoding="utf-8")
+    with TwinProcess(config) as process:
+        process.wait_for_message("web: the dashboard is on")
+        _open(browser, f"http://127.0.0.1:{web_port}/")
+        wait_until(
+            lambda: (
+                [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#tabs button")]
+                == ["north", "south", "fleet"]
+            ),
+            what="a tab per pack and the fleet",
+        )
+        browser.find_element(By.CSS_SELECTOR, '#tabs button[data-pack="fleet"]').click()
+
+        def fleet_agrees() -> bool:
+            soc = _number(str(_page(browser)["soc"]))
+            with RawModbus(port) as raw:
+                registers = raw.read_holding(100, 110, 1)  # the fleet unit's SOC
+            assert isinstance(registers, list)
+            return soc is not None and abs(soc - registers[0] / 10.0) <= 0.051
+
+        wait_until(fleet_agrees, what="the fleet's SOC equal to the fleet unit's")
+        assert browser.find_element(By.ID, "cells-card").is_displayed() is False
+        assert _console_errors(browser) == []
+        assert process.stop() == 0

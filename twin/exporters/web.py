@@ -300,6 +300,11 @@ class WebExporter:
         return web.json_response(self.snapshot(trend=True))
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            # Another site's page may not read the twin through the visitor's browser.
+            log.warning("web: WebSocket from %s refused (another origin)", origin)
+            return _answer(403, ok=False, error=f"cross-origin WebSocket from {origin}")
         if len(self.clients) >= self.settings.max_clients:
             return _answer(503, ok=False, error="too many browsers")
         # No per-message deflate: compressing every push for every browser costs the event

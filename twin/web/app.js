@@ -31,18 +31,24 @@ function light(id, on) { $(id).classList.toggle("lit", Boolean(on)); }
 
 function selectedPack(data) {
   if (!data.packs.length) return null;
+  if (state.selected === "fleet" && data.packs.length > 1) {
+    // The fleet aggregate, drawn as a pack without cells (the extremes say which pack).
+    return Object.assign({ pack_id: "fleet", cells: [], fleet: true }, data.fleet);
+  }
   return data.packs.find((p) => p.pack_id === state.selected) || data.packs[0];
 }
 
 function drawTabs(data) {
   const tabs = $("tabs");
-  const ids = data.packs.map((p) => p.pack_id).join("\n");
-  if (tabs.dataset.ids === ids) return;
-  tabs.dataset.ids = ids;
+  const key = data.packs.map((p) => p.pack_id).join("\n");
+  if (tabs.dataset.ids === key) return;
+  tabs.dataset.ids = key;
   tabs.replaceChildren();
-  for (const pack of data.packs) {
-    const button = el("button", { type: "button", "data-pack": pack.pack_id }, pack.pack_id);
-    button.addEventListener("click", () => { state.selected = pack.pack_id; draw(); });
+  const ids = data.packs.map((p) => p.pack_id);
+  if (ids.length > 1) ids.push("fleet");
+  for (const id of ids) {
+    const button = el("button", { type: "button", "data-pack": id }, id);
+    button.addEventListener("click", () => { state.selected = id; draw(); });
     tabs.append(button);
   }
 }
@@ -133,6 +139,7 @@ function drawTrend(pack) {
   chart($("trend-v"), trend.t, [["pack_voltage_v", "#1f6feb"]], trend, "V");
   chart($("trend-i"), trend.t, [["battery_current_a", "#d97706"]], trend, "A");
   chart($("trend-soc"), trend.t, [["soc_pct", "#15803d"]], trend, "%");
+  chart($("trend-cells"), trend.t, [["min_cell_voltage_v", "#2563eb"], ["max_cell_voltage_v", "#dc2626"]], trend, "V");
 }
 
 function chart(canvas, times, series, columns, unit) {
@@ -236,9 +243,15 @@ function draw() {
   if (!pack) return;
   for (const button of $("tabs").children) button.classList.toggle("selected", button.dataset.pack === pack.pack_id);
   drawPack(pack);
-  drawSettingsFields(data, pack);
-  drawEmulator(data, pack);
-  drawTrend(pack);
+  $("settings-card").hidden = Boolean(pack.fleet);
+  $("cells-card").hidden = Boolean(pack.fleet);
+  if (!pack.fleet) {
+    drawSettingsFields(data, pack);
+    drawEmulator(data, pack);
+    drawTrend(pack);
+  } else {
+    $("emulator-card").hidden = true;
+  }
   drawEvents(data.events);
   drawExporters(data.exporters);
 }
