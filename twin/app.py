@@ -247,6 +247,7 @@ class PackRuntime:
         self._was_divergent = False
         self._relays: dict[str, bool] = {}
         """The relays as last logged ("twin charge", "bms load", ...)."""
+        self._warnings: StatusFlag | None = None
 
     def plant_setpoints(self) -> dict[str, float]:
         """The plant setpoints in effect (none for a real BMS)."""
@@ -369,6 +370,20 @@ class PackRuntime:
                 log.info("%s: the BMS and the twin agree again", self.pack_id)
             self._was_divergent = state.divergent
         self._log_relays(state)
+        self._log_warnings(state)
+
+    def _log_warnings(self, state: TwinState) -> None:
+        """Log each change of the warning lights (E, Vl, Vh, Tl, Th)."""
+        lights = state.warnings & _LIGHTS
+        if self._warnings is not None and lights != self._warnings:
+            names = [name for flag, name in _LIGHT_NAMES if lights & flag]
+            log.info(
+                "%s: warnings %s%s",
+                self.pack_id,
+                " ".join(names) if names else "off",
+                self._emulated_at(state),
+            )
+        self._warnings = lights
 
     def _log_relays(self, state: TwinState) -> None:
         """Log each relay change: the twin's with the rows that decided it, the BMS's own."""
@@ -425,6 +440,17 @@ class PackRuntime:
             for event in rejected[:3]:
                 log.debug("%s: %d bytes rejected: %s", self.pack_id, len(event.data), event.reason)
             rejected.clear()
+
+
+#: The app's warning lights, in its order.
+_LIGHT_NAMES = (
+    (StatusFlag.E, "E"),
+    (StatusFlag.VH, "Vh"),
+    (StatusFlag.VL, "Vl"),
+    (StatusFlag.TH, "Th"),
+    (StatusFlag.TL, "Tl"),
+)
+_LIGHTS = StatusFlag.E | StatusFlag.VL | StatusFlag.VH | StatusFlag.TL | StatusFlag.TH
 
 
 def build_runtime(

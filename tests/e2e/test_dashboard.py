@@ -255,6 +255,16 @@ def test_a_fault_from_the_page_breaks_the_chain_and_clearing_it_brings_the_value
     assert page["soc"] != "-"  # the twin's own SOC stays
     assert page["voltage"] == "-"
     assert page["staleCells"] == 16
+    # The events say what happened: the fault, the silence, E, the relays with their reason.
+    wait_until(
+        lambda: all(
+            text in str(browser.execute_script(
+                "return document.getElementById('events').textContent"))
+            for text in ("fault break-chain injected", "warnings E",
+                         "charge relay off (the twin) (NO_COMMUNICATION")
+        ),
+        what="the events of the fault",
+    )  # fmt: skip
     _screenshots(browser, tmp_path / "screenshots", "stale")
     # Cleared from the page: the frames and the values come back.
     browser.find_element(By.ID, "fault-clear").click()
