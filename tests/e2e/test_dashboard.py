@@ -27,6 +27,9 @@ from selenium.webdriver.support.ui import Select
 
 from tests.e2e.modbus_raw import RawModbus
 from tests.e2e.service import TwinProcess, free_port, wait_until
+from tests.frames import frame_stream
+from twin.sources.base import Chunk
+from twin.sources.capture import CaptureWriter
 
 pytestmark = pytest.mark.slow
 
@@ -428,5 +431,56 @@ def test_each_pack_has_a_tab_and_the_fleet_one_agrees_with_the_fleet_unit(
 
         wait_until(fleet_agrees, what="the fleet's SOC equal to the fleet unit's")
         assert browser.find_element(By.ID, "cells-card").is_displayed() is False
+        assert _console_errors(browser) == []
+        assert process.stop() == 0
+
+
+REPLAY = """
+[[pack]]
+id = "pack1"
+chemistry = "LiFePO4"
+cells = 16
+capacity_wh = 5120
+
+[pack.source]
+kind = "replay"
+file = "{file}"
+
+[store]
+path = "state.json"
+
+[modbus]
+port = {port}
+
+[can]
+enabled = false
+
+[web]
+port = {web_port}
+"""
+
+
+def test_markup_from_a_replayed_capture_is_shown_as_text(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    # The UART carries no free text (its firmware and counters are numbers): what a capture
+    # brings to the page as text is its name, in the source's log lines.
+    name = "<img src=x id=injected>.cap"
+    with CaptureWriter(tmp_path / name, port="<b>usb</b>", baudrate=9600) as capture:
+        for n, frame in enumerate(frame_stream(20)):
+            capture.write(Chunk(frame, float(n)))
+    port, web_port = free_port(), free_port()
+    config = tmp_path / "twin.toml"
+    config.write_text(REPLAY.format(file=name, port=port, web_port=web_port), encoding="utf-8")
+    with TwinProcess(config) as process:
+        process.wait_for_message("web: the dashboard is on")
+        _open(browser, f"http://127.0.0.1:{web_port}/")
+        wait_until(
+            lambda: name in str(browser.execute_script(
+                "return document.getElementById('events').textContent")),
+            what="the capture's name in the events, as text",
+        )  # fmt: skip
+        assert browser.execute_script("return document.getElementById('injected')") is None
+        assert browser.execute_script("return document.querySelectorAll('#events img').length") == 0
         assert _console_errors(browser) == []
         assert process.stop() == 0
