@@ -65,9 +65,24 @@ def test_discovery_retained_state_online_and_the_last_will(tmp_path: Path, broke
             )
             # A subscriber that comes later gets everything from the broker, all retained.
             late = Watcher(broker, f"{prefix}/#", "homeassistant/#", client_id="late")
+            node = f"{prefix}_pack1"
+            # The broker sends the retained messages in no particular order: wait for each
+            # one read below, not for one of them.
+            needed = [
+                f"{prefix}/pack1/cell/8/voltage_v",
+                f"{prefix}/status",
+                f"{prefix}/pack1/state",
+                f"{prefix}/pack1/soc_pct",
+                f"{prefix}/fleet/state",
+                f"{prefix}/pack1/settings",
+                f"homeassistant/sensor/{node}_pack_voltage_v/config",
+                f"homeassistant/sensor/{node}_harvested_total_wh/config",
+                f"homeassistant/binary_sensor/{node}_charge_effective/config",
+                f"homeassistant/sensor/{prefix}_fleet_soc_pct/config",
+            ]
             try:
                 wait_until(
-                    lambda: f"{prefix}/pack1/cell/8/voltage_v" in late.retained,
+                    lambda: all(topic in late.retained for topic in needed),
                     what="the retained topics",
                 )
                 retained = dict(late.retained)
@@ -82,7 +97,6 @@ def test_discovery_retained_state_online_and_the_last_will(tmp_path: Path, broke
             settings = json.loads(retained[f"{prefix}/pack1/settings"])
             assert settings["capacity_wh"] == 5734
 
-            node = f"{prefix}_pack1"
             voltage = json.loads(retained[f"homeassistant/sensor/{node}_pack_voltage_v/config"])
             assert voltage["device_class"] == "voltage" and voltage["unit_of_measurement"] == "V"
             assert voltage["state_topic"] == f"{prefix}/pack1/state"
