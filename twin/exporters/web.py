@@ -98,11 +98,11 @@ class _Client:
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.pending: str | None = None
+        self.pending: bytes | None = None
         self.ready = asyncio.Event()
         self.dropped = 0
 
-    def offer(self, text: str) -> None:
+    def offer(self, text: bytes) -> None:
         if self.pending is not None:
             self.dropped += 1  # the browser has not taken the last one: only the newest counts
         self.pending = text
@@ -116,7 +116,8 @@ class _Client:
             if text is None:
                 continue
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                await self.ws.send_str(text)
+                # The same UTF-8 bytes for every browser: encoded once per push.
+                await self.ws.send_frame(text, WSMsgType.TEXT)
 
 
 class WebExporter:
@@ -145,7 +146,6 @@ class WebExporter:
         self.events = _EventLog()
         self._runner: web.AppRunner | None = None
         self._static = Path(str(resources.files("twin") / "web"))
-        self._last_text: str | None = None
 
     def status(self) -> str:
         """For the status line."""
@@ -212,8 +212,7 @@ class WebExporter:
             await self.close()
 
     def _push(self) -> None:
-        text = json.dumps(self.snapshot(trend=self._sample_trends()))
-        self._last_text = text
+        text = _encode(self.snapshot(trend=self._sample_trends()))
         self.pushes += 1
         for client in self.clients:
             client.offer(text)
@@ -237,8 +236,8 @@ class WebExporter:
                     "plant": self.port.plant_setpoints(pack_id),
                 }
         extra: dict[str, JsonValue] = {
+            "time": round(time.time(), 3),  # when it was built (a client measures its delay)
             "version": self.version,
-            "time": round(time.time(), 3),
             "update_hz": self.settings.update_hz,
             "exporters": dict(self.statuses()),
             "emulated": emulated,
@@ -313,7 +312,7 @@ class WebExporter:
         await ws.prepare(request)
         client = _Client(ws)
         self.clients.add(client)
-        client.offer(json.dumps(self.snapshot(trend=True)))
+        client.offer(_encode(self.snapshot(trend=True)))
         sender = asyncio.create_task(client.send_loop())
         try:
             async for message in ws:  # the page only listens; this notices its close
@@ -437,6 +436,11 @@ class WebExporter:
             return f"plant {name} = {value:g}"
 
         return await self._write(request, plant)
+
+
+def _encode(document: Mapping[str, JsonValue]) -> bytes:
+    """A push: compact JSON, UTF-8."""
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _answer(status: int, **body: JsonValue) -> web.Response:

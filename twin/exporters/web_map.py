@@ -102,6 +102,19 @@ def pack_json(readout: PackReadout) -> dict[str, JsonValue]:
     return values
 
 
+_LAST: dict[str, tuple[PackReadout, dict[str, JsonValue]]] = {}
+
+
+def _pack_json_cached(readout: PackReadout) -> dict[str, JsonValue]:
+    """``pack_json`` once per readout: a push without a new state reuses it."""
+    last = _LAST.get(readout.pack_id)
+    if last is not None and last[0] is readout:
+        return last[1]
+    values = pack_json(readout)
+    _LAST[readout.pack_id] = (readout, values)
+    return values
+
+
 def fleet_json(readout: FleetReadout) -> dict[str, JsonValue]:
     """The fleet aggregate for the page: every readout field."""
     return {
@@ -120,11 +133,12 @@ def page_state(
     The packs (in configuration order), the fleet, and ``extra`` (the exporters' status, the
     emulated packs' faults and plant).
     """
+    # ``extra`` first: its small fields (the time stamp) lead the document.
     return {
-        "packs": [pack_json(packs[p]) for p in pack_ids if p in packs],
+        **extra,
+        "packs": [_pack_json_cached(packs[p]) for p in pack_ids if p in packs],
         "pack_ids": list(pack_ids),
         "fleet": fleet_json(fleet),
-        **extra,
     }
 
 
