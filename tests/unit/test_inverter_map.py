@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
-import cantools
 import pytest
-from cantools.database.can import Database
 
 from tests.factories import fleet_sample
 from twin.cli import INVERTER_PROFILES, main
@@ -22,6 +17,7 @@ from twin.exporters.can_map import (
     inverter_values,
     resolve_profile,
 )
+from twin.exporters.canbus import load_dbc
 from twin.exporters.inverter_map import (
     VICTRON_307,
     BmsHeard,
@@ -32,16 +28,12 @@ from twin.exporters.inverter_map import (
 )
 from twin.model.limits import LimitFlag
 
-
-def _db(name: str) -> Database:
-    database = cantools.database.load_file(
-        Path(str(resources.files("twin.dbc") / name)), strict=True
-    )
-    assert isinstance(database, Database)
-    return database
-
-
-INVERTER, SOLARK, TWIN = _db("inverter.dbc"), _db("inverter_solark.dbc"), _db("twin.dbc")
+# The shipped DBCs, loaded strictly as the CAN exporter loads them.
+INVERTER, SOLARK, TWIN = (
+    load_dbc("inverter.dbc"),
+    load_dbc("inverter_solark.dbc"),
+    load_dbc("twin.dbc"),
+)
 
 
 def _profile(profile: Profile) -> ResolvedProfile:
